@@ -1,0 +1,27 @@
+"""Shared fixtures. Real data lives in ../shared/data; tests that need it skip when absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("POLYMODAL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data (or $POLYMODAL_SHARED_DATA); skips the test when absent."""
+    if not (SHARED / "README.md").is_file():
+        pytest.skip(f"real data not found at {SHARED} (set POLYMODAL_SHARED_DATA)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own feature cache unless it sets POLYMODAL_CACHE itself."""
+    monkeypatch.setenv("POLYMODAL_CACHE", str(tmp_path_factory.mktemp("cache")))
