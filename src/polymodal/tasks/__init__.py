@@ -1,0 +1,1 @@
+"""Tasks wire encoders, heads and losses together: encode, retrieval, classification, generation."""
