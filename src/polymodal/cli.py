@@ -82,6 +82,70 @@ def cmd_datasets_build(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_retrieval(a: argparse.Namespace) -> int:
+    from polymodal.tasks.quickstart import format_table
+    from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
+
+    data = RetrievalConfig.from_yaml(a.config).model_dump() if a.config else {}
+    over = {k: getattr(a, k) for k in ("manifest", "query", "target", "loss", "head", "dim",
+                                        "batch_size", "relevance", "index") if getattr(a, k) is not None}
+    if a.encoder:
+        over["encoders"] = _pairs(a.encoder, "--encoder")
+    if a.column:
+        over["columns"] = _pairs(a.column, "--column")
+    train = dict(data.get("train", {}))
+    train.update({k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
+                  if getattr(a, k) is not None})
+    train["progress"] = not a.quiet
+    data.update(over)
+    data["train"] = train
+    if "manifest" not in data:
+        raise UsageError("give --manifest (or a --config with 'manifest:')")
+    try:
+        cfg = RetrievalConfig.model_validate(data)
+    except Exception as e:  # pydantic.ValidationError
+        raise UsageError(f"invalid configuration: {e}") from None
+    res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    print(format_table(res, cfg.loss))
+    print(f"run folder: {a.out}")
+    return 0
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    from polymodal.tasks.search import hits_grid, hits_json, load_run, search_run
+
+    run = load_run(a.run)
+    hits = search_run(run, text=a.text, image=a.image, audio=a.audio, k=a.k)
+    if a.json:
+        print(hits_json(hits))
+    else:
+        for h in hits:
+            print(f"{h.rank:>3}  {h.score:.4f}  {h.row_id}  {h.path or h.text or ''}")
+    if a.grid:
+        print(f"grid: {hits_grid(hits, a.grid, a.text or a.image or a.audio)}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from polymodal.tasks.search import eval_run, load_run
+
+    res = eval_run(load_run(a.run), a.manifest, None if a.split == "all" else a.split,
+                   progress=not a.quiet)
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        for d, m in res.items():
+            print(f"{d:<14} " + "  ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    return 0
+
+
+def cmd_quickstart(a: argparse.Namespace) -> int:
+    from polymodal.tasks.quickstart import quickstart
+
+    quickstart(a.out, epochs=a.epochs, progress=not a.quiet)
+    return 0
+
+
 def _coerce(v: str):
     for t in (int, float):
         try:
@@ -134,6 +198,48 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=None, help="at most this many rows")
     b.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="builder option, e.g. hard=true snr_db=0")
+    q = add("quickstart", cmd_quickstart, "the main job on the bundled sample, end to end")
+    q.add_argument("--out", default="runs/quickstart")
+    q.add_argument("--epochs", type=int, default=30)
+
+    f = sub.add_parser("fit", help="train a model (retrieval, …)")
+    fsub = f.add_subparsers(dest="fit_command", metavar="TASK")
+    fr = add("retrieval", cmd_fit_retrieval, "align two modalities and index the targets", fsub)
+    fr.add_argument("--config", help="YAML with the same keys as the options below")
+    fr.add_argument("--manifest")
+    fr.add_argument("--query", choices=["text", "image", "audio"])
+    fr.add_argument("--target", choices=["text", "image", "audio"])
+    fr.add_argument("--loss", help="infonce, siglip, triplet, triplet-semihard, contrastive, mse, "
+                    "cosine, cca")
+    fr.add_argument("--head", choices=["linear", "mlp"])
+    fr.add_argument("--dim", type=int)
+    fr.add_argument("--batch-size", type=int)
+    fr.add_argument("--epochs", type=int)
+    fr.add_argument("--lr", type=float)
+    fr.add_argument("--patience", type=int)
+    fr.add_argument("--seed", type=int)
+    fr.add_argument("--relevance", help="'row' (default) or a column whose equal values all count "
+                    "as correct, e.g. label or caption_group")
+    fr.add_argument("--index", help="auto, exact, hnsw or ivfpq")
+    fr.add_argument("--encoder", action="append", metavar="MODALITY=NAME")
+    fr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
+    fr.add_argument("--out", required=True)
+    fr.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+
+    s = add("search", cmd_search, "search a run's index with a text, image or audio query")
+    s.add_argument("run")
+    s.add_argument("--text")
+    s.add_argument("--image")
+    s.add_argument("--audio")
+    s.add_argument("-k", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--grid", help="write a picture of the hits to this PNG")
+
+    ev = add("eval", cmd_eval, "evaluate a run on a manifest split")
+    ev.add_argument("run")
+    ev.add_argument("--manifest", default=None, help="default: the run's own manifest")
+    ev.add_argument("--split", default="test", help="train, val, test or all")
+    ev.add_argument("--json", action="store_true")
     return p
 
 
