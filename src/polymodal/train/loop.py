@@ -71,18 +71,21 @@ def _average_grads(model: torch.nn.Module, world: int) -> None:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                    state: dict[str, Any]) -> None:
-    """Atomic checkpoint of model, optimizer and loop state (loadable with weights_only)."""
+                    sched: Any, state: dict[str, Any]) -> None:
+    """Atomic checkpoint of model, optimizer, scheduler and loop state (weights_only-loadable)."""
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                    "rng": torch.get_rng_state()}, tmp)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "state": state, "rng": torch.get_rng_state()},
+                   tmp)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                    sched: Any) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
     except Exception as e:
         raise PolymodalError(f"{path}: cannot resume from checkpoint ({e})") from None
     torch.set_rng_state(ck["rng"])
@@ -102,9 +105,7 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
     state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "stale": 0, "history": []}
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume and ck_path and ck_path.is_file():
-        state = load_checkpoint(ck_path, model, opt)
-        for _ in range(state["epoch"]):
-            sched.step()
+        state = load_checkpoint(ck_path, model, opt, sched)
         best_path = run_dir / "best.pt"
         if best_path.is_file():
             best_weights = torch.load(best_path, map_location="cpu", weights_only=True)
@@ -160,7 +161,7 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
             bar.set_postfix(loss=f"{state['history'][-1]['loss']:.4f}", val=f"{score:.4f}")
             bar.update(1)
             if ck_path and rank == 0:
-                save_checkpoint(ck_path, model, opt, state)
+                save_checkpoint(ck_path, model, opt, sched, state)
             if state["stale"] >= config.patience:
                 break
     finally:
