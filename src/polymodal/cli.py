@@ -146,6 +146,20 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from polymodal.serve.app import serve
+
+    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from polymodal.eval.report import write_report
+
+    print(f"report: {write_report(a.path, a.out)}")
+    return 0
+
+
 def _coerce(v: str):
     for t in (int, float):
         try:
@@ -240,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--manifest", default=None, help="default: the run's own manifest")
     ev.add_argument("--split", default="test", help="train, val, test or all")
     ev.add_argument("--json", action="store_true")
+
+    sv = add("serve", cmd_serve, "serve a run: search API + web page")
+    sv.add_argument("run")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-upload-mb", type=float, default=10.0)
+
+    rp = add("report", cmd_report, "write a stand-alone HTML report for a run or compare folder")
+    rp.add_argument("path", help="run folder or compare folder")
+    rp.add_argument("--out", default="report.html")
     return p
 
 

@@ -1,0 +1,1 @@
+"""FastAPI app and a static search page for a run folder."""
