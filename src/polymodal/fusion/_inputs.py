@@ -139,3 +139,14 @@ class ModalityInputs(nn.Module):
             x = self.norms[name](x)
             xs.append(torch.where(keep, x, torch.zeros_like(x)))
         return xs, mask
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    """A two-layer perceptron ``in -> hidden -> out`` with ReLU and dropout (linear output)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, out_dim))
+
+
+def fill_missing(x: torch.Tensor, keep: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x [B, D]`` where ``keep [B, 1]`` is False become the learned vector ``missing [D]``."""
+    return torch.where(keep, x, missing.to(x.dtype).unsqueeze(0).expand_as(x))
