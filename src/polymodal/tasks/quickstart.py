@@ -30,7 +30,7 @@ def quickstart(out: str | Path = "runs/quickstart", epochs: int = 30, progress: 
     from polymodal.data.datasets import sample_path
 
     out = Path(out)
-    manifest = sample_path("openclipart") / "manifest.jsonl"
+    manifest = sample_path("openclipart")
     print(f"[1/4] dataset: bundled OpenClipart sample ({manifest})")
     cfg = RetrievalConfig(manifest=str(manifest), query="text", target="image", loss="infonce",
                           relevance="caption_group", head="mlp", dim=256, batch_size=128,
