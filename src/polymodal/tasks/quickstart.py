@@ -19,8 +19,10 @@ def format_table(result: dict, method: str) -> str:
     lines = [head, "-" * len(head)]
     for name, by_dir in rows:
         for d, m in by_dir.items():
-            lines.append(f"{name:<10} {d:<14} {m['R@1']:>6.3f} {m['R@5']:>6.3f} {m['R@10']:>6.3f} "
-                         f"{m['MedR']:>7.1f} {m['mAP']:>6.3f}")
+            cells = [f"{m[k]:>{w}.{p}f}" if k in m else f"{'-':>{w}}"
+                     for k, w, p in (("R@1", 6, 3), ("R@5", 6, 3), ("R@10", 6, 3), ("MedR", 7, 1),
+                                     ("mAP", 6, 3))]
+            lines.append(f"{name:<10} {d:<14} " + " ".join(cells))
     return "\n".join(lines)
 
 
