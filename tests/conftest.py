@@ -21,7 +21,14 @@ def shared_data() -> Path:
     return SHARED
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own feature cache unless it sets POLYMODAL_CACHE itself."""
-    monkeypatch.setenv("POLYMODAL_CACHE", str(tmp_path_factory.mktemp("cache")))
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One feature cache for the test session (never the user's ~/.cache). The cache is
+    content-addressed, so sharing it is safe; tests of caching pass their own cache_dir."""
+    old = os.environ.get("POLYMODAL_CACHE")
+    os.environ["POLYMODAL_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if old is None:
+        os.environ.pop("POLYMODAL_CACHE", None)
+    else:
+        os.environ["POLYMODAL_CACHE"] = old

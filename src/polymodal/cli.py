@@ -160,6 +160,13 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets_coco(a: argparse.Namespace) -> int:
+    from polymodal.data.coco import coco_to_manifest
+
+    print(f"manifest: {coco_to_manifest(a.captions, a.images, a.out, split=a.split)}")
+    return 0
+
+
 def _coerce(v: str):
     for t in (int, float):
         try:
@@ -264,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp = add("report", cmd_report, "write a stand-alone HTML report for a run or compare folder")
     rp.add_argument("path", help="run folder or compare folder")
     rp.add_argument("--out", default="report.html")
+    c = add("coco", cmd_datasets_coco, "convert COCO captions JSON to a manifest (one row per "
+            "image, all captions kept)", dsub)
+    c.add_argument("captions", help="captions_*.json")
+    c.add_argument("--images", required=True, help="folder with the images")
+    c.add_argument("--out", required=True, help="manifest path (.jsonl)")
+    c.add_argument("--split", default=None, help="split value for every row (train/val/test)")
     return p
 
 

@@ -53,6 +53,7 @@ class Manifest:
     columns: dict[str, str]  # role -> column name in the file
     problems: list[Problem] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
+    n_rows: int = 0  # data rows in the file (blank lines excluded), usable or not
 
     def __len__(self) -> int:
         return len(self.records)
@@ -97,8 +98,65 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Raw rows of a manifest file as dicts, with the header (column order)."""
+def _csv_rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at line {line}); "
+                        "re-save the file as UTF-8", file=str(path),
+                        row=max(line - 1, 0) or None) from None
+    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+    n = 0
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise DataError(f"duplicate column name '{dup[0]}' in the header", file=str(path),
+                            column=dup[0])
+        rows = []
+        for n, cells in enumerate(reader, 1):
+            if not cells or not any(c.strip() for c in cells):
+                continue  # blank line: counted as a row, skipped
+            if len(cells) > len(header):
+                raise DataError(f"row has {len(cells)} cells but the header has {len(header)}",
+                                file=str(path), row=n)
+            rows.append((n, dict(zip(header, cells))))
+    except csv.Error as e:
+        raise DataError(f"malformed CSV: {e}", file=str(path), row=n + 1) from None
+    return header, rows
+
+
+def _jsonl_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    header: list[str] = []
+    rows = []
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DataError("not valid UTF-8", file=str(path), row=lineno) from None
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (char {e.pos})", file=str(path),
+                                row=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError("each line must be a JSON object", file=str(path), row=lineno)
+            for k in obj:
+                if k not in header:
+                    header.append(k)
+            rows.append((lineno, obj))
+    return header, rows
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """Header (column order) and the raw rows as (1-based data row number, dict). Blank lines
+    count as (skipped) rows so that row N of a JSONL file is line N and of a CSV file line N+1
+    (unless cells span lines)."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"unknown manifest format '{path.suffix}'; use one of "
@@ -106,52 +164,21 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     if not path.is_file():
         raise DataError("manifest file not found", file=str(path))
     if fmt in ("csv", "tsv"):
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise DataError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at line {line}); "
-                            "re-save the file as UTF-8", file=str(path),
-                            row=max(line - 1, 0) or None) from None
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = []
-        for rec in reader:
-            if None in rec:
-                raise DataError(f"row has {len(header) + len(rec[None])} cells but the header "
-                                f"has {len(header)}", file=str(path), row=len(rows) + 1)
-            rows.append(dict(rec))
-        return header, rows
+        return _csv_rows(path, fmt)
     if fmt == "jsonl":
-        header: list[str] = []
-        rows = []
-        with path.open("rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise DataError("not valid UTF-8", file=str(path), row=lineno) from None
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg} (char {e.pos})", file=str(path),
-                                    row=lineno) from None
-                if not isinstance(obj, dict):
-                    raise DataError("each line must be a JSON object", file=str(path), row=lineno)
-                for k in obj:
-                    if k not in header:
-                        header.append(k)
-                rows.append(obj)
-        return header, rows
+        return _jsonl_rows(path)
     try:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
     except Exception as e:  # pyarrow raises many types for corrupt files
-        raise DataError(f"cannot read Parquet file: {e}", file=str(path)) from None
-    return list(table.column_names), table.to_pylist()
+        msg = " ".join(str(e).split())[:300] or type(e).__name__
+        raise DataError(f"cannot read Parquet file: {msg}", file=str(path)) from None
+    names = list(table.column_names)
+    dup = sorted({h for h in names if names.count(h) > 1})
+    if dup:
+        raise DataError(f"duplicate column name '{dup[0]}'", file=str(path), column=dup[0])
+    return names, list(enumerate(table.to_pylist(), 1))
 
 
 def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str, str]:
@@ -178,15 +205,46 @@ def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> 
 
 
 def _texts(value: Any) -> list[str] | None:
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:  # a CSV cell holding a JSON list of captions (what write_manifest writes)
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+            value = parsed
     items = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for item in items:
         if _is_missing(item):
             continue
-        s = unicodedata.normalize("NFC", str(item)).strip()
+        s = " ".join(unicodedata.normalize("NFC", str(item)).split())
         if s:
             out.append(s)
     return out or None
+
+
+def _media_path(value: Any, root: Path) -> Path | str:
+    """The absolute path of a media cell, or the reason it is not a usable path."""
+    if not isinstance(value, str):
+        return f"expected a file path, got {value!r}"
+    v = value.strip()
+    if "://" in v:
+        return f"expected a local file path, got a URL '{v}'; download the files first"
+    p = Path(v).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def _nan_problems(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str]
+                  ) -> tuple[list[Problem], bool]:
+    out, bad = [], False
+    for role, col in cols.items():
+        v = raw.get(col)
+        if isinstance(v, float) and math.isnan(v):
+            level = "error" if role == "id" else "warning"
+            out.append(Problem(fname, n, col, "NaN value" + (
+                " in the id column" if level == "error" else "; treated as missing"), level))
+            bad = bad or level == "error"
+    return out, bad
 
 
 def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Manifest:
@@ -196,7 +254,7 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
     header, raw_rows = _read_rows(path)
     if not raw_rows:
         raise DataError("manifest has no rows" + (f" (header: {', '.join(header)})" if header
-                        else ""), file=str(path))
+                        else " (the file is empty)"), file=str(path))
     cols = _resolve_columns(header, dict(columns or {}), path)
     used = set(cols.values())
     extra_cols = [h for h in header if h not in used]
@@ -204,18 +262,14 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
     records: list[Record] = []
     seen: dict[str, int] = {}
     fname = str(path)
-    for n, raw in enumerate(raw_rows, 1):
+    for n, raw in raw_rows:
         def cell(role: str) -> Any:
             return raw.get(cols[role]) if role in cols else None
 
-        bad = False
-        for role, col in cols.items():
-            v = raw.get(col)
-            if isinstance(v, float) and math.isnan(v):
-                level = "error" if role == "id" else "warning"
-                problems.append(Problem(fname, n, col, "NaN value" + (
-                    "" if level == "error" else "; treated as missing"), level))
-                bad = bad or level == "error"
+        nan_problems, bad = _nan_problems(fname, n, raw, cols)
+        problems += nan_problems
+        if bad:
+            continue
         rid = cell("id")
         if _is_missing(rid):
             if "id" in cols:
@@ -223,8 +277,6 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
                 continue
             rid = str(n)
         rid = str(rid).strip()
-        if bad:
-            continue
         if rid in seen:
             problems.append(Problem(fname, n, cols.get("id", "id"),
                                     f"duplicate id '{rid}' (first seen in row {seen[rid]})"))
@@ -234,12 +286,12 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
         for m in ("image", "audio"):
             v = cell(m)
             if not _is_missing(v):
-                if not isinstance(v, str):
-                    problems.append(Problem(fname, n, cols[m], f"expected a file path, got {v!r}"))
+                p = _media_path(v, path.parent)
+                if isinstance(p, str):
+                    problems.append(Problem(fname, n, cols[m], p))
                     bad = True
-                    continue
-                p = Path(v.strip()).expanduser()
-                setattr(rec, m, p if p.is_absolute() else (path.parent / p))
+                else:
+                    setattr(rec, m, p)
         if "text" in cols:
             rec.text = _texts(cell("text"))
         lab = cell("label")
@@ -250,7 +302,7 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
             if norm is None:
                 problems.append(Problem(fname, n, cols["split"], f"unknown split '{sp}'; use "
                                         "train, val or test"))
-                continue
+                bad = True
             rec.split = norm
         if bad:
             continue
@@ -261,11 +313,13 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Ma
         rec.extra = {k: raw.get(k) for k in extra_cols}
         records.append(rec)
     return Manifest(path=path, records=records, columns=cols, problems=problems,
-                    extra_columns=extra_cols)
+                    extra_columns=extra_cols, n_rows=len(raw_rows))
 
 
 def write_manifest(records: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows (dicts) as JSONL (or CSV by suffix) atomically; media paths should be relative."""
+    """Write rows (dicts) atomically: CSV when ``path`` ends in .csv (list cells become JSON
+    lists, which `read_manifest` reads back as lists), JSONL otherwise. Media paths should be
+    relative to the manifest's folder."""
     from polymodal.cache.atomic import atomic_write_text
 
     path = Path(path)
@@ -274,11 +328,13 @@ def write_manifest(records: list[dict[str, Any]], path: str | Path) -> Path:
         keys: list[str] = []
         for r in records:
             keys += [k for k in r if k not in keys]
-        w = csv.DictWriter(buf, fieldnames=keys)
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
         w.writeheader()
         for r in records:
-            w.writerow({k: ("|".join(v) if isinstance(v, list) else v) for k, v in r.items()})
+            w.writerow({k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, tuple))
+                            else v) for k, v in r.items()})
         atomic_write_text(path, buf.getvalue())
     else:
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in records))
     return path

@@ -8,7 +8,7 @@ from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
 from polymodal.tasks.search import hits_grid, load_run, search_run
 from polymodal.train.loop import TrainConfig
 
-EXAMPLE_QUERIES = ("a red car", "a cat", "a computer keyboard", "a green tree", "an arrow")
+EXAMPLE_QUERIES = ("a mobile phone", "a cat", "the flag of a country", "a guitar", "a red apple")
 
 
 def format_table(result: dict, method: str) -> str:

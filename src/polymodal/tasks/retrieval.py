@@ -32,7 +32,8 @@ from polymodal.tasks.pairs import PairedData, Side, load_pairs
 from polymodal.train.loop import TrainConfig, fit_loop, seed_everything
 
 Modality = Literal["text", "image", "audio"]
-METHODS = tuple(LOSSES) + ("cca",)
+ALIGNERS = ("dcca", "autoencoder")  # fitted by their own .fit, wrapped as the model's aligner
+METHODS = tuple(LOSSES) + ("cca",) + ALIGNERS
 REGRESSION = ("mse", "cosine")
 
 
@@ -66,16 +67,27 @@ class RetrievalConfig(BaseModel):
         return cls.model_validate(data)
 
 
+def _build_aligner(spec: dict) -> nn.Module:
+    from polymodal.align.autoencoder import MultimodalAutoencoder
+    from polymodal.align.cca import DeepCCA
+
+    kw = {k: v for k, v in spec.items() if k != "kind"}
+    return DeepCCA(**kw) if spec["kind"] == "dcca" else MultimodalAutoencoder(**kw)
+
+
 class AlignModel(nn.Module):
     """Two projection heads into one space (+ learnable loss scalars). Inputs are centred with
-    the training means. A head spec ``{"kind": "identity"}`` keeps that side's features."""
+    the training means. A head spec ``{"kind": "identity"}`` keeps that side's features; a spec
+    ``"aligner"`` (deep CCA or autoencoder) maps both sides instead of the heads."""
 
     def __init__(self, specs: dict[str, dict], means: dict[str, torch.Tensor],
                  scalars: dict[str, float]):
         super().__init__()
         self.specs = specs
         self.heads = nn.ModuleDict({s: (nn.Identity() if sp["kind"] == "identity" else
-                                        build_head(**sp)) for s, sp in specs.items()})
+                                        build_head(**sp)) for s, sp in specs.items()
+                                    if s in ("query", "target")})
+        self.aligner = _build_aligner(specs["aligner"]) if "aligner" in specs else None
         for s, m in means.items():
             self.register_buffer(f"mean_{s}", m.float())
         self.scalars = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v)))
@@ -83,6 +95,11 @@ class AlignModel(nn.Module):
 
     def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """L2-normalised shared-space vectors for ``side`` ("query" or "target")."""
+        if isinstance(self.aligner, nn.Module) and self.specs["aligner"]["kind"] == "dcca":
+            fn = self.aligner.transform_x if side == "query" else self.aligner.transform_y
+            return F.normalize(torch.from_numpy(np.asarray(fn(x.numpy()), np.float32)), dim=-1)
+        if self.aligner is not None:
+            return self.aligner.embed(x, side)
         y = self.heads[side](x - getattr(self, f"mean_{side}"))
         return F.normalize(y, dim=-1)
 
@@ -106,8 +123,15 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
     if cfg.loss in REGRESSION:  # regress the query onto the fixed target features
         specs = {"query": {"kind": cfg.head, "in_dim": dq, "out_dim": dt, **opts},
                  "target": {"kind": "identity", "in_dim": dt}}
-    elif cfg.loss == "cca":
-        k = min(cfg.dim, dq, dt)
+    elif cfg.loss in ALIGNERS:
+        specs = {"query": {"kind": "identity", "in_dim": dq},
+                 "target": {"kind": "identity", "in_dim": dt},
+                 "aligner": ({"kind": "dcca", "x_dim": dq, "y_dim": dt, "out_dim": cfg.dim,
+                              "hidden": [cfg.hidden]} if cfg.loss == "dcca" else
+                             {"kind": "autoencoder", "dims": {"query": dq, "target": dt},
+                              "latent_dim": cfg.dim, "hidden": cfg.hidden})}
+    elif cfg.loss == "cca":  # more components than ~n/8 pairs only fit noise
+        k = max(2, min(cfg.dim, dq, dt, len(data.pairs("train")[0]) // 8))
         specs = {s: {"kind": "linear", "in_dim": d, "out_dim": k, "normalize": False}
                  for s, d in (("query", dq), ("target", dt))}
     else:
@@ -160,6 +184,21 @@ def _fit_cca(model: AlignModel, data: PairedData, cfg: RetrievalConfig) -> None:
             lin.weight.copy_(torch.from_numpy(np.asarray(w, np.float32).T))
             getattr(model, f"mean_{side}").copy_(torch.from_numpy(np.asarray(mean, np.float32)))
             lin.bias.zero_()
+
+
+def _fit_aligner(model: AlignModel, data: PairedData, cfg: RetrievalConfig) -> dict:
+    """Deep CCA / autoencoder: fitted by their own ``fit`` on the training pairs."""
+    qi, tj = data.pairs("train")
+    X, Y = data.query.x[qi], data.target.x[tj]
+    t0 = time.perf_counter()
+    tc = cfg.train
+    if cfg.loss == "dcca":
+        model.aligner.fit(X, Y, epochs=tc.epochs, batch_size=cfg.batch_size, lr=tc.lr,
+                          seed=tc.seed)
+    else:
+        model.aligner.fit({"query": X, "target": Y}, epochs=tc.epochs,
+                          batch_size=cfg.batch_size, lr=tc.lr, seed=tc.seed)
+    return {"epochs_run": tc.epochs, "train_seconds": round(time.perf_counter() - t0, 2)}
 
 
 def baselines(data: PairedData, names: tuple[str, str]) -> dict[str, dict]:
@@ -217,6 +256,8 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     train_info: dict = {}
     if cfg.loss == "cca":
         _fit_cca(model, data, cfg)
+    elif cfg.loss in ALIGNERS:
+        train_info = _fit_aligner(model, data, cfg)
     else:
         qx, tx = torch.from_numpy(data.query.x), torch.from_numpy(data.target.x)
         groups = torch.from_numpy(data.groups)

@@ -77,7 +77,7 @@ def load_run(root: str | Path) -> RetrievalRun:
         raise PolymodalError(f"{root}: a '{doc.get('task')}' run, not a retrieval run")
     try:
         state = load_file(str(root / "model.safetensors"))
-        means = {s: state[f"mean_{s}"] for s in heads}
+        means = {s: state[f"mean_{s}"] for s in ("query", "target")}
         model = AlignModel(heads, means, {k: 0.0 for k in scalars})
         model.load_state_dict(state)
     except FileNotFoundError:
