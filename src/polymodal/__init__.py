@@ -1,1 +1,43 @@
+"""polymodal: learn from image, text and audio together — offline, on a CPU.
+
+The public API is small and imported lazily (``import polymodal`` loads no torch)::
+
+    import polymodal as pm
+    m = pm.read_manifest("data.jsonl")
+    feats = pm.encode_manifest(m, "features/").features
+    res = pm.fit_retrieval(pm.RetrievalConfig(manifest="data.jsonl"), "runs/r1")
+    hits = pm.search_run(pm.load_run("runs/r1"), text="a red car", k=5)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "read_manifest": "polymodal.data.manifest",
+    "validate_manifest": "polymodal.data.validate",
+    "build_dataset": "polymodal.data.datasets",
+    "build_encoder": "polymodal.encoders",
+    "ENCODERS": "polymodal.encoders",
+    "encode_manifest": "polymodal.tasks.encode",
+    "FeatureSet": "polymodal.cache.features",
+    "RetrievalConfig": "polymodal.tasks.retrieval",
+    "fit_retrieval": "polymodal.tasks.retrieval",
+    "load_run": "polymodal.tasks.search",
+    "search_run": "polymodal.tasks.search",
+    "build_fusion": "polymodal.fusion",
+    "build_index": "polymodal.index",
+    "load_index": "polymodal.index",
+    "TrainConfig": "polymodal.train.loop",
+    "PolymodalError": "polymodal.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
