@@ -107,7 +107,7 @@ def test_encode_caches_and_skips(small_manifest, tmp_path):
     assert img.encoded == len(good)  # identical files are encoded once; missing/bad skipped
     reasons = {(p.row, p.column): p.reason for p in res.skipped}
     assert "file not found" in reasons[(4, "image")]
-    assert "decode" in reasons[(6, "image")]
+    assert "not an image" in reasons[(6, "image")] or "decode" in reasons[(6, "image")]
     fs = FeatureSet.load(tmp_path / "f1")
     assert fs.ids == [f"d{i}" for i in range(12)]
     v, rows = fs.vectors("image")

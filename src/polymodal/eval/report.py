@@ -19,8 +19,12 @@ CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:right}th{background:#eceff1}td:first-child,th:first-child{text-align:left}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}h2{margin-top:32px}
-.g{display:flex;gap:8px;flex-wrap:wrap;margin-bottom:14px}.g div{width:130px;font-size:12px}
-.g img{width:128px;height:128px;object-fit:contain;background:#fafafa;border:1px solid #ddd}
+.plots{display:flex;flex-wrap:wrap;gap:12px 28px;align-items:flex-start}
+.plots h2{margin-top:16px}.plots img.plot{max-height:440px}
+.g{display:flex;gap:8px;flex-wrap:wrap;margin-bottom:14px}
+.g div{width:130px;font-size:12px;overflow-wrap:anywhere;line-height:1.3}
+.g img{width:128px;height:128px;object-fit:contain;background:#fff;border:1px solid #ddd}
+.g .ok{color:#2e7d32;font-weight:700}.g .id{color:#777}
 .q{font-weight:600;margin-top:12px}"""
 
 
@@ -76,6 +80,65 @@ def _recall_curve(sim: np.ndarray, rel: np.ndarray, kmax: int = 50) -> np.ndarra
     return np.array([(first < k).mean() for k in ks])
 
 
+def _cell(m: dict, key: str) -> Any:
+    """A metric for the table, or "-" where the method does not define it (chance: MedR)."""
+    v = m.get(key)
+    if not isinstance(v, (int, float)):
+        return "-"
+    return f"{v:.1f}" if key in ("MedR", "MeanR") else float(v)
+
+
+def _metrics_table(metrics: dict, base: dict, method: str) -> str:
+    keys = ("R@1", "R@5", "R@10", "MedR", "mAP")
+    rows = [[name, d] + [_cell(m, k) for k in keys]
+            for name, by_dir in [(method, metrics)] + list(base.items())
+            for d, m in by_dir.items()]
+    return _table(["method", "direction", *keys], rows)
+
+
+def _run_facts(root: Path) -> str:
+    """Table of run facts from run.json (empty when absent)."""
+    try:
+        info = json.loads((root / "run.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    train = info.get("train", {})
+    facts = [("test queries", info.get("n_test_queries")),
+             ("test targets", info.get("n_test_targets")),
+             ("epochs run", train.get("epochs_run")), ("best epoch", train.get("best_epoch")),
+             ("validation R@10 (best)", train.get("val_R@10")),
+             ("training seconds", train.get("train_seconds")),
+             ("total seconds", info.get("seconds"))]
+    return _table(["run", "value"], [[k, v] for k, v in facts if v is not None])
+
+
+def _loss_figure(root: Path) -> str:
+    """Mean training loss per epoch from train_log.csv (empty when absent)."""
+    try:
+        with open(root / "train_log.csv") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("loss") not in (None, "")]
+        epochs = np.array([int(r["epoch"]) for r in rows])
+        loss = np.array([float(r["loss"]) for r in rows])
+    except (OSError, KeyError, ValueError):
+        return ""
+    if not len(rows):
+        return ""
+    uniq = np.unique(epochs)
+    fig, ax = _plt().subplots(figsize=(6, 4))
+    ax.plot(uniq, [loss[epochs == e].mean() for e in uniq], marker="o", ms=3)
+    ax.set_xlabel("epoch"), ax.set_ylabel("mean training loss"), ax.grid(alpha=.3)
+    return _figure("Training loss", fig)
+
+
+def _query_label(rec: Any, modality: str, occurrence: int) -> str:
+    """What a query was: its own caption for text (a row's n-th text vector is its n-th
+    caption), otherwise the file name."""
+    if modality == "text" and rec.text:
+        return rec.text[occurrence] if occurrence < len(rec.text) else " | ".join(rec.text)
+    item = rec.get(modality)
+    return Path(str(item)).name if item is not None else rec.id
+
+
 def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) -> Path:
     """Report for a retrieval run: metrics vs baselines, Recall@K curves, a 2-D map of the shared
     space, a similarity heat map and a gallery of example queries with their hits."""
@@ -89,17 +152,22 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     run = load_run(run_dir)
     cfg = run.config
     root = Path(run_dir)
-    metrics = json.loads((root / "metrics.json").read_text())
+    try:
+        metrics = json.loads((root / "metrics.json").read_text())
+    except (OSError, ValueError) as e:
+        raise PolymodalError(f"{root / 'metrics.json'}: cannot read the run's metrics ({e})"
+                             ) from None
     base = json.loads((root / "baselines.json").read_text()) if (root / "baselines.json"
                                                                   ).is_file() else {}
-    parts = [f"<p>{cfg.query} → {cfg.target}, loss <b>{cfg.loss}</b>, head {cfg.head}, "
-             f"dim {cfg.dim}; manifest <code>{html.escape(cfg.manifest)}</code>; relevance: "
-             f"{cfg.relevance}.</p><h2>Test metrics</h2>"]
-    rows = []
-    for name, by_dir in [(cfg.loss, metrics)] + list(base.items()):
-        for d, m in by_dir.items():
-            rows.append([name, d] + [float(m[k]) for k in ("R@1", "R@5", "R@10", "MedR", "mAP")])
-    parts.append(_table(["method", "direction", "R@1", "R@5", "R@10", "MedR", "mAP"], rows))
+    parts = [f"<p>{cfg.query} → {cfg.target}, loss <b>{html.escape(cfg.loss)}</b>, head "
+             f"{cfg.head}, dim {cfg.dim}; manifest <code>{html.escape(cfg.manifest)}</code>; "
+             f"relevance: {html.escape(cfg.relevance)}; index: {len(run.index)} "
+             f"{cfg.target} vectors.</p>",
+             "<div class='plots'><div><h2>Test metrics</h2>" +
+             _metrics_table(metrics, base, cfg.loss) + "</div><div><h2>Run</h2>" +
+             _run_facts(root) + "</div></div>",
+             "<p>R@K: share of queries with a correct answer in the top K; MedR: median rank "
+             "of the first correct answer (lower is better); mAP: mean average precision.</p>"]
     data = load_pairs(FeatureSet.load(root / "features"), run.manifest, cfg.query, cfg.target,
                       cfg.relevance)
     q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
@@ -114,29 +182,9 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     chance = rel.mean()
     ks = np.arange(1, min(50, sim.shape[1]) + 1)
     ax.plot(ks, 1 - (1 - chance) ** ks, "--", color="gray", label="chance (approx.)")
-    ax.set_xlabel("K"), ax.set_ylabel("Recall@K"), ax.legend(), ax.grid(alpha=.3)
-    parts.append(f"<h2>Recall@K</h2><img class='plot' src='{_fig_b64(fig)}'>")
-    # 2-D map of the shared space, coloured by label (or split of targets when no label)
-    n = min(400, len(te))
-    pick_t = np.arange(len(te))[:n]
-    rows_t = t.rows[pick_t]
-    pick_q = np.flatnonzero(np.isin(q.rows, rows_t))[:n]
-    X = np.concatenate([te[pick_t], qe[pick_q]])
-    if len(X) >= 10:
-        emb = TSNE(n_components=2, init="pca", perplexity=min(30, len(X) // 4),
-                   random_state=0).fit_transform(X)
-        labels = [str(r.label) for r in run.manifest.records]
-        lab_t = [labels[i] for i in rows_t] + [labels[i] for i in q.rows[pick_q]]
-        uniq = {v: i for i, v in enumerate(dict.fromkeys(lab_t))}
-        c = np.array([uniq[v] for v in lab_t]) % 20
-        fig, ax = plt.subplots(figsize=(7, 6))
-        nt = len(pick_t)
-        ax.scatter(emb[:nt, 0], emb[:nt, 1], c=c[:nt], cmap="tab20", marker="o", s=14,
-                   label=cfg.target)
-        ax.scatter(emb[nt:, 0], emb[nt:, 1], c=c[nt:], cmap="tab20", marker="x", s=14,
-                   label=cfg.query)
-        ax.legend(), ax.set_title("t-SNE of the shared space (colour = label)")
-        parts.append(f"<h2>Shared space</h2><img class='plot' src='{_fig_b64(fig)}'>")
+    ax.set_xlabel("K"), ax.set_ylabel("Recall@K"), ax.set_ylim(0, 1.02), ax.legend()
+    ax.grid(alpha=.3)
+    plots = [_figure("Recall@K (test split)", fig), _loss_figure(root)]
     m = min(30, len(qe), len(te))
     rows_q = q.rows[:m]
     tj = [int(np.flatnonzero(t.rows == r)[0]) if (t.rows == r).any() else 0 for r in rows_q]
@@ -145,49 +193,104 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     fig.colorbar(imh)
     ax.set_xlabel(f"{cfg.target} (paired order)"), ax.set_ylabel(cfg.query)
     ax.set_title("similarity, first test pairs (diagonal = true pairs)")
-    parts.append(f"<h2>Similarity heat map</h2><img class='plot' src='{_fig_b64(fig)}'>")
-    parts.append("<h2>Example queries (test split)</h2>")
+    plots.append(_figure("Similarity heat map", fig))
+    parts.append("<div class='plots'>" + "".join(plots) + "</div>")
+    parts.append(_shared_space(plt, TSNE, run, q, t, qe, te, cfg))
+    parts.append("<h2>Example queries (test split)</h2><p>Top 5 test "
+                 f"{cfg.target}s for each query; ✔ marks a correct answer.</p>")
     recs = run.manifest.records
     for i in np.linspace(0, len(qe) - 1, min(n_examples, len(qe))).astype(int):
         r = recs[q.rows[i]]
-        qlabel = (" | ".join(r.text) if cfg.query == "text" and r.text else
-                  str(r.get(cfg.query)))
+        qlabel = _query_label(r, cfg.query, int((q.rows[:i] == q.rows[i]).sum()))
         parts.append(f"<div class='q'>query: {html.escape(qlabel[:200])}</div><div class='g'>")
         if cfg.query == "image" and r.image:
-            parts.append(f"<div><img src='{_img_b64(r.image)}'><br>(query)</div>")
+            img = _img_b64(r.image)
+            if img:
+                parts.append(f"<div><img src='{img}'><br>(query)</div>")
         for j in np.argsort(-sim[i])[:5]:
             tr = recs[t.rows[j]]
-            ok = "✔" if rel[i, j] else ""
+            ok = " <span class='ok'>✔</span>" if rel[i, j] else ""
             item = tr.get(cfg.target)
             img = _img_b64(item) if cfg.target == "image" and item else None
-            cell = (f"<img src='{img}'>" if img else
-                    html.escape(" | ".join(tr.text or [])[:120]))
-            parts.append(f"<div>{cell}<br>{sim[i, j]:.3f} {ok}<br>{html.escape(tr.id[:40])}</div>")
+            caption = (tr.text or [""])[0]
+            cell = (f"<img src='{img}' title='{html.escape(tr.id)}'><br>"
+                    f"{html.escape(caption[:60])}" if img else
+                    html.escape(" | ".join(tr.text or [])[:120] or tr.id))
+            parts.append(f"<div>{cell}<br><b>{sim[i, j]:.3f}</b>{ok}<br><span class='id'>"
+                         f"{html.escape(tr.id.rsplit('/', 1)[-1][:40])}</span></div>")
         parts.append("</div>")
     out = Path(out)
     atomic_write_text(out, _page(f"polymodal retrieval report: {root.name}", parts))
     return out
 
 
-def compare_report(compare_dir: str | Path, out: str | Path) -> Path:
-    """Report for a ``compare`` folder: summary table, accuracy bars with std, and any
-    robustness / importance CSVs found beside it."""
+def _shared_space(plt, TSNE, run, q, t, qe, te, cfg) -> str:
+    """t-SNE of test targets and their queries, coloured by label (empty when too few)."""
+    n = min(400, len(te))
+    pick_t = np.arange(len(te))[:n]
+    rows_t = t.rows[pick_t]
+    pick_q = np.flatnonzero(np.isin(q.rows, rows_t))[:n]
+    X = np.concatenate([te[pick_t], qe[pick_q]])
+    if len(X) < 10:
+        return ""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # a few hundred points: threads only oversubscribe
+        emb = TSNE(n_components=2, init="pca", perplexity=max(2, min(30, len(X) // 4)),
+                   random_state=0, n_jobs=1).fit_transform(X)
+    labels = [str(r.label) for r in run.manifest.records]
+    lab = [labels[i] for i in rows_t] + [labels[i] for i in q.rows[pick_q]]
+    uniq = list(dict.fromkeys(lab))
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(8, 6))
+    nt = len(pick_t)
+    lab_t, lab_q = np.array(lab[:nt]), np.array(lab[nt:])
+    for c, name in enumerate(uniq[:20]):
+        col = [cmap((2 * c) % 20 + (c >= 10))]  # the ten strong colours first, then the pale
+        mt, mq = lab_t == name, lab_q == name
+        ax.scatter(emb[:nt][mt, 0], emb[:nt][mt, 1], c=col, marker="o", s=16, label=name)
+        ax.scatter(emb[nt:][mq, 0], emb[nt:][mq, 1], c=col, marker="x", s=16)
+    if len(uniq) > 20:
+        rest_t, rest_q = ~np.isin(lab_t, uniq[:20]), ~np.isin(lab_q, uniq[:20])
+        ax.scatter(emb[:nt][rest_t, 0], emb[:nt][rest_t, 1], c="lightgray", marker="o", s=16,
+                   label="other")
+        ax.scatter(emb[nt:][rest_q, 0], emb[nt:][rest_q, 1], c="lightgray", marker="x", s=16)
+    ax.set_title(f"t-SNE of the shared space: ● {cfg.target}, × {cfg.query} (colour = label)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _figure("Shared space (test split)", fig)
+
+
+def _figure(title: str, fig: Any) -> str:
+    return f"<div><h2>{html.escape(title)}</h2><img class='plot' src='{_fig_b64(fig)}'></div>"
+
+
+def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60) -> Path:
+    """Report for a ``compare`` folder: summary table, accuracy bars with std, any other CSV
+    found beside it (robustness, importance; first ``max_rows`` rows) and any PNG plots."""
     plt = _plt()
     root = Path(compare_dir)
-    with open(root / "summary.csv") as fh:
-        summary = list(csv.DictReader(fh))
+    summary, header = _read_csv(root / "summary.csv")
+    if not summary:
+        raise PolymodalError(f"{root / 'summary.csv'}: no rows (an empty or unfinished compare)")
     parts = ["<h2>Summary (mean ± std over seeds)</h2>",
-             _table(list(summary[0].keys()), [list(r.values()) for r in summary])]
-    acc_key = next((k for k in summary[0] if k.startswith("accuracy")), None)
-    if acc_key:
-        names = [r["method"] for r in summary]
-        vals = [_mean_std(r[acc_key]) for r in summary]
-        fig, ax = plt.subplots(figsize=(8, 4))
-        ax.bar(names, [v[0] for v in vals], yerr=[v[1] for v in vals], color="#42a5f5")
-        ax.set_ylabel("accuracy"), ax.tick_params(axis="x", rotation=45)
-        lo = min(v[0] for v in vals)
-        ax.set_ylim(max(0, lo - 0.1), 1)
-        parts.append(f"<h2>Accuracy by method</h2><img class='plot' src='{_fig_b64(fig)}'>")
+             _table(header, [[r.get(h, "") for h in header] for r in summary])]
+    acc_key = next((k for k in header if k.startswith("accuracy")), None)
+    vals = [_mean_std(r.get(acc_key, "")) for r in summary] if acc_key else []
+    if vals and all(v is not None for v in vals):
+        names = [str(r.get("method") or r.get(header[0])) for r in summary]
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
+        ax.bar(names, [v[0] for v in vals], yerr=[v[1] for v in vals], color="#42a5f5",
+               capsize=3)
+        ax.set_ylabel(acc_key), ax.tick_params(axis="x", rotation=45)
+        lo, hi = min(v[0] - v[1] for v in vals), max(v[0] + v[1] for v in vals)
+        ax.set_ylim(max(0.0, lo - 0.1), max(1.0, hi + 0.02))
+        parts.append(_figure("Accuracy by method", fig))
+    for path in sorted(p for p in root.rglob("*.csv") if p.name != "summary.csv"):
+        rows, cols = _read_csv(path)
+        if rows:
+            more = f" (first {max_rows} of {len(rows)} rows)" if len(rows) > max_rows else ""
+            parts.append(f"<h2>{html.escape(str(path.relative_to(root)))}{more}</h2>" +
+                         _table(cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]))
     for png in sorted(root.rglob("*.png")):
         parts.append(f"<h2>{html.escape(png.stem)}</h2><img class='plot' src='data:image/png;"
                      f"base64,{base64.b64encode(png.read_bytes()).decode()}'>")
@@ -196,9 +299,22 @@ def compare_report(compare_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-def _mean_std(cell: str) -> tuple[float, float]:
-    s = str(cell).replace("±", " ").split()
-    return float(s[0]), (float(s[1]) if len(s) > 1 else 0.0)
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader), list(reader.fieldnames or [])
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise PolymodalError(f"{path}: cannot read CSV ({e})") from None
+
+
+def _mean_std(cell: str) -> tuple[float, float] | None:
+    """``"0.91 ± 0.02"`` -> (0.91, 0.02); ``"0.91"`` -> (0.91, 0.0); None when not numbers."""
+    s = str(cell).replace("±", " ").replace("+/-", " ").split()
+    try:
+        return float(s[0]), (float(s[1]) if len(s) > 1 else 0.0)
+    except (IndexError, ValueError):
+        return None
 
 
 def write_report(path: str | Path, out: str | Path) -> Path:

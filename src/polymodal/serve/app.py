@@ -1,170 +1,254 @@
 """HTTP API over a run folder: search, embed, health, thumbnails, and the static page.
 
-Files are served only from the run's own data folder (the manifest's folder); any other path is
-a 404. Uploads are size-limited and decoded with the same loaders as the batch jobs, so an
-undecodable file is a 4xx with a message, never a crashed worker.
+Only files that the run's manifest names are served (``/thumb/{id}``, ``/media/{id}`` look the
+id up in the manifest; the id is never used as a path), so a traversal attempt is a plain 404.
+Uploads are size-limited (``Content-Length`` is checked before the body is read, and the body
+again after) and decoded with the same loaders as the batch jobs, so an undecodable file is a
+4xx with a message, never a crashed worker. Model work runs in a worker thread behind a lock;
+the event loop keeps answering ``/health`` meanwhile.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI must see the request models defined
+# inside create_app as real classes, not as strings it cannot resolve.
 import io
+import mimetypes
 import tempfile
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+from urllib.parse import quote
 
 from polymodal.errors import PolymodalError, UsageError
 
 STATIC = Path(__file__).parent / "static"
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file itself
 
 
-def create_app(run_dir: str | Path, max_upload_mb: float = 10.0) -> Any:
-    """Build the FastAPI app for a retrieval run (search / embed)."""
-    from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-    from fastapi.responses import FileResponse, HTMLResponse, Response
+def upload_modality(filename: str | None, content_type: str | None = None) -> tuple[str, str]:
+    """``(modality, suffix)`` of an upload from its file name (or, without a known suffix, its
+    content type). Raises `UsageError` naming the accepted types otherwise."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in IMAGE_TYPES | AUDIO_TYPES and content_type:
+        suffix = (mimetypes.guess_extension(content_type.split(";")[0].strip()) or "").lower()
+    if suffix in IMAGE_TYPES:
+        return "image", suffix
+    if suffix in AUDIO_TYPES:
+        return "audio", suffix
+    raise UsageError(f"unsupported file type '{Path(filename or '').suffix or content_type or '?'}'"
+                     f"; upload an image ({', '.join(sorted(IMAGE_TYPES))}) or audio "
+                     f"({', '.join(sorted(AUDIO_TYPES))})")
+
+
+def hit_dicts(hits: list[Any], target: str) -> list[dict]:
+    """JSON-ready hits: file paths replaced by ``/thumb`` and ``/media`` URLs."""
+    out = []
+    for h in hits:
+        d = h.to_dict()
+        path = d.pop("path", None)
+        url_id = quote(h.row_id, safe="/")
+        d["thumbnail"] = (f"/thumb/{url_id}" if path and target == "image" and
+                          Path(path).suffix.lower() in IMAGE_TYPES else None)
+        d["media"] = f"/media/{url_id}" if path else None
+        d["modality"] = target
+        out.append(d)
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _thumbnail_png(path: str, mtime: float, size: int = 160) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))
+        im = im.convert("RGBA") if im.mode in ("P", "LA", "RGBA") else im.convert("RGB")
+        im.thumbnail((size, size))
+        if im.mode == "RGBA":  # transparent clip art: white background, as the encoder sees it
+            bg = Image.new("RGB", im.size, "white")
+            bg.paste(im, mask=im.getchannel("A"))
+            im = bg
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool = False) -> Any:
+    """Build the FastAPI app for a retrieval run (search / embed / thumbnails / page).
+    ``preload`` loads the encoders now instead of on the first query."""
+    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from pydantic import BaseModel
+    from starlette.concurrency import run_in_threadpool
 
     from polymodal.tasks.search import embed_query, load_run, search_run
 
+    if max_upload_mb <= 0:
+        raise UsageError(f"max_upload_mb must be > 0, got {max_upload_mb}")
     run = load_run(run_dir)
-    data_root = run.manifest.root.resolve()
+    cfg = run.config
+    by_id = {r.id: r for r in run.manifest.records}
     lock = threading.Lock()
     limit = int(max_upload_mb * 1024 * 1024)
+    if preload:
+        for modality in {cfg.query, cfg.target}:
+            run.encoder(modality)
     app = FastAPI(title="polymodal", version="0.1.0",
-                  description=f"Cross-modal search over {run.config.target} "
-                              f"({len(run.index)} items) of run {Path(run_dir).name}")
+                  description=f"Cross-modal search over {cfg.target} ({len(run.index)} items) "
+                              f"of run {Path(run_dir).name}")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable) -> Any:
+        size = request.headers.get("content-length", "")
+        if size.isdigit() and int(size) > limit + FORM_OVERHEAD:
+            return JSONResponse({"detail": f"upload larger than {max_upload_mb:g} MB "
+                                           f"({int(size) / 2**20:.1f} MB sent)"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}: "
+                                       f"{str(exc)[:300]})"}, status_code=500)
 
     class TextQuery(BaseModel):
         text: str
         k: int = 10
 
-    def _hits(hits) -> list[dict]:
-        out = []
-        for h in hits:
-            d = h.to_dict()
-            d["thumbnail"] = (f"/thumb/{h.row_id}" if h.path and Path(h.path).suffix.lower()
-                              in IMAGE_TYPES else None)
-            d["media"] = f"/media/{h.row_id}" if h.path else None
-            d.pop("path", None)
-            out.append(d)
-        return out
+    class EmbedText(BaseModel):
+        text: str
 
-    def _run_search(**query) -> dict:
-        t0 = time.perf_counter()
+    def _guarded(fn: Callable[[], Any], tmp: Path | None = None, name: str = "") -> Any:
+        """Run model work under the lock; library errors become 400 / 422 with a message (the
+        temp file's path in it replaced by the uploaded file's name)."""
         try:
             with lock:
-                hits = search_run(run, **query)
+                return fn()
         except UsageError as e:
-            raise HTTPException(400, str(e)) from None
+            raise HTTPException(400, _rename(str(e), tmp, name)) from None
         except PolymodalError as e:
-            raise HTTPException(422, str(e)) from None
-        return {"hits": _hits(hits), "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
+            raise HTTPException(422, _rename(str(e), tmp, name)) from None
+
+    async def _search(k: int, tmp: Path | None = None, name: str = "", **query: Any) -> dict:
+        """``latency_ms``: the request's time in the server (waiting for the model included);
+        ``search_ms``: encoding + index search alone."""
+        t0 = time.perf_counter()
+
+        def work() -> tuple[list, float]:
+            t1 = time.perf_counter()
+            return search_run(run, k=k, **query), time.perf_counter() - t1
+
+        hits, took = await run_in_threadpool(_guarded, work, tmp, name)
+        return {"hits": hit_dicts(hits, cfg.target),
+                "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
+                "search_ms": round(took * 1000, 2)}
 
     async def _save_upload(upload: UploadFile) -> tuple[Path, str]:
-        suffix = Path(upload.filename or "").suffix.lower()
-        if suffix in IMAGE_TYPES:
-            modality = "image"
-        elif suffix in AUDIO_TYPES:
-            modality = "audio"
-        else:
-            raise HTTPException(415, f"unsupported file type '{suffix or '?'}'; upload an image "
-                                f"({', '.join(sorted(IMAGE_TYPES))}) or audio "
-                                f"({', '.join(sorted(AUDIO_TYPES))})")
+        try:
+            modality, suffix = upload_modality(upload.filename, upload.content_type)
+        except UsageError as e:
+            raise HTTPException(415, str(e)) from None
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(413, f"upload larger than {max_upload_mb:g} MB")
         if not data:
-            raise HTTPException(400, "empty upload")
-        tmp = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-        tmp.write(data)
-        tmp.close()
+            raise HTTPException(400, f"empty upload '{upload.filename}'")
+        with tempfile.NamedTemporaryFile(suffix=suffix, prefix="polymodal-upload-",
+                                         delete=False) as tmp:
+            tmp.write(data)
         return Path(tmp.name), modality
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "task": "retrieval", "query": run.config.query,
-                "target": run.config.target, "index_size": len(run.index)}
+        """Liveness plus what this run can do."""
+        return {"status": "ok", "task": "retrieval", "run": Path(run_dir).name,
+                "query": cfg.query, "target": cfg.target, "modalities": sorted(
+                    {cfg.query, cfg.target}), "index_size": len(run.index),
+                "max_upload_mb": max_upload_mb}
 
     @app.post("/search")
-    def search_text(q: TextQuery) -> dict:
+    async def search_text(q: TextQuery) -> dict:
         """Search with a text query (JSON body ``{"text": …, "k": …}``)."""
-        return _run_search(text=q.text, k=q.k)
+        return await _search(q.k, text=q.text)
 
     @app.post("/search/file")
     async def search_file(file: UploadFile = File(...), k: int = Form(10)) -> dict:
-        """Search with an uploaded image or audio file."""
+        """Search with an uploaded image or audio file (multipart: ``file``, ``k``)."""
         path, modality = await _save_upload(file)
         try:
-            return _run_search(**{modality: str(path)}, k=k)
+            return await _search(k, path, file.filename or "upload", **{modality: str(path)})
         finally:
             path.unlink(missing_ok=True)
 
+    async def _embed(modality: str, item: Any, tmp: Path | None = None, name: str = "") -> dict:
+        v = (await run_in_threadpool(_guarded, lambda: embed_query(run, modality, item), tmp,
+                                     name))[0]
+        return {"modality": modality, "dim": len(v), "vector": [round(float(x), 6) for x in v]}
+
     @app.post("/embed")
-    async def embed(text: str | None = Form(None), file: UploadFile | None = File(None)) -> dict:
-        """Shared-space vector of a text (form field) or an uploaded file."""
-        path = None
-        try:
-            if file is not None:
-                path, modality = await _save_upload(file)
-                item: Any = str(path)
-            elif text:
-                modality, item = "text", text
-            else:
-                raise HTTPException(400, "give a text field or a file")
+    async def embed(request: Request) -> dict:
+        """Shared-space vector of a text (JSON ``{"text": …}`` or form field ``text``) or of an
+        uploaded file (multipart field ``file``)."""
+        if request.headers.get("content-type", "").startswith("application/json"):
             try:
-                with lock:
-                    v = embed_query(run, modality, item)[0]
-            except UsageError as e:
-                raise HTTPException(400, str(e)) from None
-            except PolymodalError as e:
-                raise HTTPException(422, str(e)) from None
-            return {"modality": modality, "dim": len(v), "vector": [round(float(x), 6) for x in v]}
-        finally:
-            if path:
+                body = EmbedText.model_validate(await request.json())
+            except Exception as e:
+                raise HTTPException(422, f"expected JSON {{\"text\": …}} ({e})") from None
+            return await _embed("text", body.text)
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except Exception as e:
+            raise HTTPException(400, f"cannot read the form ({e})") from None
+        upload, text = form.get("file"), form.get("text")
+        if upload is not None and not isinstance(upload, str):
+            path, modality = await _save_upload(upload)
+            try:
+                return await _embed(modality, str(path), path, upload.filename or "upload")
+            finally:
                 path.unlink(missing_ok=True)
+        if isinstance(text, str) and text.strip():
+            return await _embed("text", text)
+        raise HTTPException(400, "give a non-empty text (JSON or form field) or a file")
 
     def _record_path(row_id: str) -> Path:
-        rec = next((r for r in run.manifest.records if r.id == row_id), None)
-        item = rec.get(run.config.target) if rec else None
-        if item is None or isinstance(item, list):
+        rec = by_id.get(row_id)
+        item = rec.get(cfg.target) if rec is not None else None
+        if item is None or isinstance(item, list) or not Path(item).is_file():
             raise HTTPException(404, "not found")
-        p = Path(item).resolve()
-        if not p.is_relative_to(data_root) or not p.is_file():
-            raise HTTPException(404, "not found")
-        return p
+        return Path(item)
 
     @app.get("/thumb/{row_id:path}")
     def thumb(row_id: str) -> Response:
-        from PIL import Image
-
+        """A PNG thumbnail (at most 160 px) of an indexed image."""
         p = _record_path(row_id)
+        if p.suffix.lower() not in IMAGE_TYPES:
+            raise HTTPException(404, "not found")
         try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                im.thumbnail((160, 160))
-                buf = io.BytesIO()
-                im.save(buf, format="PNG")
+            png = _thumbnail_png(str(p), p.stat().st_mtime)
         except Exception:
             raise HTTPException(404, "not found") from None
-        return Response(buf.getvalue(), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/media/{row_id:path}")
     def media(row_id: str) -> FileResponse:
+        """The indexed file itself (image or audio)."""
         return FileResponse(_record_path(row_id))
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return (STATIC / "index.html").read_text()
+        return (STATIC / "index.html").read_text(encoding="utf-8")
 
     return app
 
 
+def _rename(msg: str, tmp: Path | None, name: str) -> str:
+    return msg.replace(str(tmp), name) if tmp is not None else msg
+
+
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float = 10.0) -> None:
-    """Run the app with uvicorn (blocking)."""
+    """Run the app with uvicorn (blocking); encoders are loaded before it listens."""
     import uvicorn
 
-    uvicorn.run(create_app(run_dir, max_upload_mb), host=host, port=port, log_level="info")
+    app = create_app(run_dir, max_upload_mb, preload=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")

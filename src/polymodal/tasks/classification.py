@@ -17,11 +17,11 @@ the modality, if any).
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ class ClassifierConfig(BaseModel):
     features: str | None = Field(None, description="an already encoded folder (skip encoding)")
     cache_dir: str | None = None
     batch_size: int = Field(256, ge=1)
+    threads: int = Field(1, ge=1, description="torch CPU threads while training; small "
+                                               "models train fastest on one")
     train: TrainConfig = TrainConfig()
 
     @classmethod
@@ -133,13 +135,24 @@ class ClassifierNet(nn.Module):
         return torch.where(keep, out, prior)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def model_outputs(model: ClassifierNet, x: Mapping[str, np.ndarray], mask: np.ndarray,
-                  batch: int = 8192) -> np.ndarray:
+                  batch: int = 8192, threads: int = 1) -> np.ndarray:
     """Raw outputs ``[N, n_out]`` of ``model`` in eval mode (no gradients)."""
     model.eval()
     n = len(mask)
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(threads):
         for s in range(0, n, batch):
             xb = {m: torch.from_numpy(np.ascontiguousarray(v[s:s + batch], np.float32))
                   for m, v in x.items()}
@@ -209,7 +222,7 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
         return -loss
 
     tc = cfg.train.model_copy(update={"progress": cfg.train.progress and progress})
-    with PeakMemory() as mem:
+    with PeakMemory() as mem, torch_threads(cfg.threads):
         res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
                        desc=f"fit {cfg.fusion}")
     info = {"train_seconds": round(res.seconds, 3), "epochs_run": res.epochs_run,
@@ -401,7 +414,8 @@ def predict(run: str | Path | LoadedClassifier, features: Mapping[str, np.ndarra
                              f"{list(v.shape)}")
     x.update({m: np.zeros((n, dims[m]), np.float32) for m in mods if m not in x})
     if mask is None:
-        mask = np.stack([present.get(m, np.full(n, m in features)) for m in mods], 1)
+        given = set(present) if isinstance(features, FeatureSet) else set(features)
+        mask = np.stack([present.get(m, np.full(n, m in given)) for m in mods], 1)
     mask = np.asarray(mask, bool)
     if mask.shape != (n, len(mods)):
         raise UsageError(f"mask must have shape [{n}, {len(mods)}] (columns {mods}), got "

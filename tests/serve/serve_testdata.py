@@ -1,0 +1,56 @@
+"""A small REAL retrieval run shared by the serve and report tests.
+
+64 OpenClipart drawings of the bundled sample (40 train / 8 val / 16 test), encoded with the
+real pretrained encoders (minilm, efficientnet-lite0) and aligned with InfoNCE for a few epochs.
+The manifest is written with absolute image paths in its own temp folder, the way a dataset
+built with "reference in place" points outside its folder. The run is fitted once per test
+session, in pytest's base temp folder, whichever test asks first.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+N_ROWS = {"train": 40, "val": 8, "test": 16}
+
+
+def small_manifest(folder: Path) -> Path:
+    """Write a manifest of the first rows of each split of the bundled OpenClipart sample."""
+    from polymodal.data.datasets import sample_path
+
+    src = sample_path("openclipart")
+    taken = dict.fromkeys(N_ROWS, 0)
+    rows = []
+    for line in src.read_text().splitlines():
+        r = json.loads(line)
+        if taken.get(r["split"], 10**9) < N_ROWS[r["split"]]:
+            taken[r["split"]] += 1
+            r["image"] = str((src.parent / r["image"]).resolve())
+            rows.append(r)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "manifest.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def fit_small_run(folder: Path) -> Path:
+    """Fit a quick text->image retrieval run into ``folder/run``; returns the run folder."""
+    from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
+    from polymodal.train.loop import TrainConfig
+
+    manifest = small_manifest(folder / "data")
+    cfg = RetrievalConfig(manifest=str(manifest), query="text", target="image", loss="infonce",
+                          relevance="caption_group", head="mlp", dim=64, hidden=256,
+                          batch_size=32, index="exact", cache_dir=str(folder / "cache"),
+                          train=TrainConfig(epochs=8, patience=8, progress=False))
+    fit_retrieval(cfg, folder / "run", with_baselines=False, progress=False)
+    return folder / "run"
+
+
+def ensure_small_run(base: Path) -> Path:
+    """The small run under ``base/polymodal_small_run`` (fitted on first use)."""
+    folder = base / "polymodal_small_run"
+    run = folder / "run"
+    if not (run / "config.yaml").is_file() or not (run / "metrics.json").is_file():
+        fit_small_run(folder)
+    return run
