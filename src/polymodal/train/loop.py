@@ -10,6 +10,7 @@ import csv
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,22 @@ class TrainConfig(BaseModel):
     seed: int = 0
     grad_clip: float | None = 5.0
     progress: bool = True
+    tensorboard: bool = Field(False, description="also log to RUN/tensorboard/ (needs the "
+                                                 "'tensorboard' package: pip install "
+                                                 "'polymodal[tensorboard]')")
+
+
+def _tensorboard_writer(run_dir: Path) -> Any:
+    """A SummaryWriter on ``run_dir/tensorboard``, or None (with a message) when the
+    tensorboard package is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("warning: TensorBoard logging skipped: the 'tensorboard' package is not installed "
+              "(pip install 'polymodal[tensorboard]'); the CSV log is still written",
+              file=sys.stderr)
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 @dataclass
@@ -117,6 +134,7 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
         log = csv.writer(log_fh)
         if new:
             log.writerow(["epoch", "step", "loss", "lr"])
+    tb = _tensorboard_writer(run_dir) if config.tensorboard and run_dir and rank == 0 else None
     t0 = time.perf_counter()
     step = 0
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch",
@@ -143,6 +161,9 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
                 step += 1
                 if log:
                     log.writerow([epoch + 1, step, f"{losses[-1]:.6f}", opt.param_groups[0]["lr"]])
+                if tb:
+                    tb.add_scalar("train/loss", losses[-1], step)
+                    tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
             sched.step()
             model.eval()
             with torch.no_grad():
@@ -158,6 +179,9 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
             else:
                 state["stale"] += 1
             state["epoch"] = epoch + 1
+            if tb:
+                tb.add_scalar("val/score", score, epoch + 1)
+                tb.add_scalar("train/epoch_loss", state["history"][-1]["loss"], epoch + 1)
             bar.set_postfix(loss=f"{state['history'][-1]['loss']:.4f}", val=f"{score:.4f}")
             bar.update(1)
             if ck_path and rank == 0:
@@ -168,6 +192,8 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
         bar.close()
         if log:
             log_fh.close()
+        if tb:
+            tb.close()
     model.load_state_dict(best_weights)
     return TrainResult(best_score=state["best"], best_epoch=state["best_epoch"],
                        epochs_run=state["epoch"], seconds=time.perf_counter() - t0,
