@@ -167,6 +167,236 @@ def cmd_datasets_coco(a: argparse.Namespace) -> int:
     return 0
 
 
+def _classifier_config(a: argparse.Namespace):
+    """ClassifierConfig from ``--config`` YAML overridden by the command-line options."""
+    from polymodal.tasks.classification import ClassifierConfig
+
+    data = ClassifierConfig.from_yaml(a.config).model_dump() if a.config else {}
+    keys = ("manifest", "target", "task", "hidden", "dropout", "modality_dropout", "features",
+            "batch_size", "threads") + (("fusion",) if hasattr(a, "fusion") else ())
+    data.update({k: getattr(a, k) for k in keys if getattr(a, k, None) is not None})
+    if a.modalities:
+        data["modalities"] = [m.strip() for m in a.modalities.split(",") if m.strip()]
+    if a.encoder:
+        data["encoders"] = _pairs(a.encoder, "--encoder")
+    if a.column:
+        data["columns"] = _pairs(a.column, "--column")
+    if a.fusion_option:
+        data["fusion_options"] = {k: _coerce(v) for k, v in
+                                  _pairs(a.fusion_option, "--fusion-option").items()}
+    if a.cache:
+        data["cache_dir"] = a.cache
+    train = dict(data.get("train", {}))
+    train.update({k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
+                  if getattr(a, k) is not None})
+    train["progress"] = not a.quiet
+    data["train"] = train
+    if "manifest" not in data:
+        raise UsageError("give --manifest (or a --config with 'manifest:')")
+    try:
+        return ClassifierConfig.model_validate(data)
+    except Exception as e:  # pydantic.ValidationError
+        raise UsageError(f"invalid configuration: {e}") from None
+
+
+def cmd_fit_classify(a: argparse.Namespace) -> int:
+    from polymodal.tasks.classification import fit_classifier
+
+    res = fit_classifier(_classifier_config(a), a.out, progress=not a.quiet, resume=a.resume)
+    m = res["metrics"]
+    print(f"{res['method']} ({res['problem']}, target {res['target']}): test " +
+          "  ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    print(f"train {res['train_seconds']:.1f} s, {res['params']} parameters, peak memory "
+          f"{res['peak_mem_mb']:.1f} MiB; rows train/val/test {res['n_train']}/{res['n_val']}/"
+          f"{res['n_test']}, skipped {res['skipped_rows']}")
+    print(f"run folder: {a.out}")
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from polymodal.tasks.compare import compare_methods, format_summary
+
+    res = compare_methods(_classifier_config(a), a.out, methods=a.fusions, seeds=a.seeds,
+                          progress=not a.quiet)
+    print(format_summary(res["summary"], res["metrics"]))
+    print(f"results: {Path(a.out) / 'results.csv'}  summary: {Path(a.out) / 'summary.csv'}  "
+          f"report: {Path(a.out) / 'report.html'}")
+    return 0
+
+
+def cmd_robustness(a: argparse.Namespace) -> int:
+    from polymodal.eval.robustness import parse_levels
+    from polymodal.tasks.analysis import format_robustness, robustness
+
+    rows = robustness(a.path, parse_levels(a.missing, "missing"), parse_levels(a.noise, "noise"),
+                      out=a.out, split=a.split, seed=a.seed, repeats=a.repeats,
+                      progress=not a.quiet)
+    print(format_robustness(rows))
+    dest = Path(a.out or a.path)
+    print(f"curves: {dest / 'robustness.csv'}  plot: {dest / 'robustness.png'}")
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from polymodal.tasks.analysis import explain_dataset, explain_row, format_explanation
+
+    if a.row is not None:
+        res = explain_row(a.run, a.row)
+    else:
+        res = explain_dataset(a.run, split=a.split, repeats=a.repeats, seed=a.seed)
+    print(json.dumps(res, indent=1, default=str) if a.json else format_explanation(res))
+    if a.row is None:
+        print(f"written: {Path(a.run) / 'importance.json'}  {Path(a.run) / 'importance.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------- generation (caption, generate,
+# transcribe): commands and their parser block
+def cmd_fit_caption(a: argparse.Namespace) -> int:
+    from polymodal.tasks.caption import caption_config, fit_caption, format_caption_metrics
+
+    keys = ("manifest", "features", "decoder", "vocab_size", "min_count", "max_len", "beam",
+            "batch_size", "nn_space")
+    over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+    train = {k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
+             if getattr(a, k) is not None}
+    cfg = caption_config(a.config, over, train, progress=not a.quiet)
+    res = fit_caption(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    print(format_caption_metrics(res))
+    print(f"run folder: {a.out}")
+    return 0
+
+
+def cmd_caption(a: argparse.Namespace) -> int:
+    from polymodal.tasks.caption import caption_images, load_captioner
+
+    run = load_captioner(a.run)
+    for path, cap in zip(a.images, caption_images(run, a.images, beam=a.beam)):
+        print(f"{path}\t{cap}")
+    return 0
+
+
+def cmd_fit_generate(a: argparse.Namespace) -> int:
+    from polymodal.tasks.generate import fit_generate, format_generate_metrics, generate_config
+
+    keys = ("manifest", "model", "condition", "size", "latent_dim", "width", "beta",
+            "batch_size", "limit", "features")
+    over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+    train = {k: getattr(a, k) for k in ("epochs", "lr", "seed") if getattr(a, k) is not None}
+    cfg = generate_config(a.config, over, train, progress=not a.quiet)
+    res = fit_generate(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    print(format_generate_metrics(res))
+    print(f"run folder: {a.out}")
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from polymodal.tasks.generate import generate_grid, load_generator
+
+    path = generate_grid(load_generator(a.run), a.out, text=a.text, audio=a.audio, n=a.n,
+                         seed=a.seed)
+    print(f"grid: {path}")
+    return 0
+
+
+def cmd_transcribe(a: argparse.Namespace) -> int:
+    from polymodal.tasks.transcribe import (Transcriber, transcribe, transcribe_manifest,
+                                            transcript_wer)
+
+    if bool(a.manifest) == bool(a.audio):
+        raise UsageError("give audio files or --manifest (not both)")
+    if a.manifest:
+        if not a.out:
+            raise UsageError("--manifest needs --out (the manifest to write)")
+        res = transcribe_manifest(a.manifest, a.out, column=a.column, beam=a.beam,
+                                  progress=not a.quiet)
+        print(f"transcribed {res.ok} clips in {res.seconds:.1f} s; written: {a.out} "
+              f"(column '{a.column}')")
+        bad = [p for p in res.problems if p.level == "error"]
+        if bad:
+            print(f"skipped {len(bad)} rows (audio that does not decode):")
+            _print_problems(bad, 10)
+        if a.wer_against:
+            from polymodal.data.manifest import read_manifest
+
+            man = read_manifest(a.out, columns={"text": a.wer_against})
+            pairs = [(r.extra.get(a.column), r.text[0]) for r in man.records
+                     if r.text and r.extra.get(a.column) is not None]
+            print(f"WER vs '{a.wer_against}' ({len(pairs)} clips): "
+                  f"{transcript_wer([h for h, _ in pairs], [t for _, t in pairs]):.4f}")
+        return 0
+    res = transcribe(a.audio, Transcriber(beam=a.beam), progress=not a.quiet)
+    for path, text in zip(a.audio, res.texts):
+        if text is not None:
+            print(f"{path}\t{text}")
+    for p in res.problems:
+        print(f"{'error' if p.level == 'error' else 'warning'}: {p}", file=sys.stderr)
+    if any(p.level == "error" for p in res.problems):
+        return 2
+    return 0
+
+
+def _add_generation_commands(sub, fsub, add: Callable) -> None:
+    fc = add("caption", cmd_fit_caption, "train a caption decoder on image features; BLEU / "
+             "CIDEr-D / ROUGE-L vs a nearest-neighbour baseline", fsub)
+    fc.add_argument("--config", help="YAML with the same keys as the options below")
+    fc.add_argument("--manifest")
+    fc.add_argument("--features", help="already encoded folder (skip encoding)")
+    fc.add_argument("--decoder", choices=["gru", "transformer"])
+    fc.add_argument("--vocab-size", type=int)
+    fc.add_argument("--min-count", type=int)
+    fc.add_argument("--max-len", type=int)
+    fc.add_argument("--beam", type=int)
+    fc.add_argument("--batch-size", type=int)
+    fc.add_argument("--nn-space", help="retrieval run folder: nearest-neighbour baseline in its "
+                    "shared space (default: cosine on the image features)")
+    for k, t in (("epochs", int), ("lr", float), ("seed", int), ("patience", int)):
+        fc.add_argument(f"--{k}", type=t)
+    fc.add_argument("--out", required=True)
+    fc.add_argument("--resume", action="store_true")
+
+    c = add("caption", cmd_caption, "caption images with a trained caption run")
+    c.add_argument("run")
+    c.add_argument("images", nargs="+")
+    c.add_argument("--beam", type=int, default=None, help="default: the run's beam")
+
+    fg = add("generate", cmd_fit_generate, "train a conditional image generator (cVAE or GAN) "
+             "on text or audio embeddings", fsub)
+    fg.add_argument("--config")
+    fg.add_argument("--manifest")
+    fg.add_argument("--model", choices=["cvae", "gan"])
+    fg.add_argument("--condition", choices=["text", "audio"])
+    fg.add_argument("--size", type=int, help="image side (28 digits, 64 drawings)")
+    fg.add_argument("--latent-dim", type=int)
+    fg.add_argument("--width", type=int)
+    fg.add_argument("--beta", type=float, help="cVAE KL weight")
+    fg.add_argument("--batch-size", type=int)
+    fg.add_argument("--limit", type=int, help="at most this many training rows")
+    fg.add_argument("--features", help="already encoded folder for the condition")
+    for k, t in (("epochs", int), ("lr", float), ("seed", int)):
+        fg.add_argument(f"--{k}", type=t)
+    fg.add_argument("--out", required=True)
+    fg.add_argument("--resume", action="store_true")
+
+    g = add("generate", cmd_generate, "draw images from a generator run for a text or audio "
+            "prompt")
+    g.add_argument("run")
+    g.add_argument("--text")
+    g.add_argument("--audio")
+    g.add_argument("--n", type=int, default=16)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="grid.png")
+
+    t = add("transcribe", cmd_transcribe, "speech to text with the offline Whisper tiny.en")
+    t.add_argument("audio", nargs="*")
+    t.add_argument("--manifest", help="transcribe a manifest's audio column")
+    t.add_argument("--out", help="manifest to write (with the new column)")
+    t.add_argument("--column", default="transcript")
+    t.add_argument("--beam", type=int, default=1)
+    t.add_argument("--wer-against", metavar="COLUMN",
+                   help="with --manifest: print the WER against this text column")
+
+
 def _coerce(v: str):
     for t in (int, float):
         try:
@@ -277,6 +507,68 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", required=True, help="folder with the images")
     c.add_argument("--out", required=True, help="manifest path (.jsonl)")
     c.add_argument("--split", default=None, help="split value for every row (train/val/test)")
+    def classify_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML with the keys of ClassifierConfig (options below "
+                        "override it)")
+        sp.add_argument("--manifest")
+        sp.add_argument("--target", help="'label' (default) or another column")
+        sp.add_argument("--task", choices=["auto", "classification", "multilabel", "regression"])
+        sp.add_argument("--modalities", help="comma list (default: every modality of the "
+                        "manifest), e.g. image,audio")
+        sp.add_argument("--fusion-option", action="append", metavar="KEY=VALUE",
+                        help="fusion constructor option, e.g. attn_dim=32 (repeatable)")
+        sp.add_argument("--hidden", type=int)
+        sp.add_argument("--dropout", type=float)
+        sp.add_argument("--modality-dropout", type=float, help="probability of hiding each "
+                        "present modality while training (e.g. 0.3)")
+        sp.add_argument("--features", help="an already encoded folder (skip encoding)")
+        sp.add_argument("--encoder", action="append", metavar="MODALITY=NAME")
+        sp.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
+        sp.add_argument("--cache", default=None, help="feature cache folder")
+        sp.add_argument("--batch-size", type=int)
+        sp.add_argument("--threads", type=int, help="torch CPU threads while training")
+        sp.add_argument("--epochs", type=int)
+        sp.add_argument("--lr", type=float)
+        sp.add_argument("--patience", type=int)
+        sp.add_argument("--seed", type=int)
+
+    fc = add("classify", cmd_fit_classify, "predict a label / labels / a number from fused "
+             "modalities (or one modality: --fusion unimodal:image)", fsub)
+    classify_options(fc)
+    fc.add_argument("--fusion", help="early, weighted, late, attention, gated, tensor, lowrank, "
+                    "cross-attention or unimodal:<modality>")
+    fc.add_argument("--out", required=True)
+    fc.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+
+    cp = add("compare", cmd_compare, "train every fusion and each unimodal baseline on the same "
+             "cached features and splits, several seeds; table + HTML report")
+    classify_options(cp)
+    cp.add_argument("--fusions", default="all", help="'all' or a comma list, e.g. "
+                    "early,late,unimodal:image")
+    cp.add_argument("--seeds", type=int, default=3)
+    cp.add_argument("--out", required=True)
+
+    rb = add("robustness", cmd_robustness, "test metric of a classification run or compare "
+             "folder with a modality missing or noisy at test time")
+    rb.add_argument("path", help="run folder or compare folder")
+    rb.add_argument("--missing", action="append", metavar="MODALITY:FRACTIONS",
+                    help="e.g. audio:0,0.25,0.5,0.75,1 (repeatable)")
+    rb.add_argument("--noise", action="append", metavar="MODALITY:snr=DBS",
+                    help="Gaussian noise on the features, e.g. image:snr=20,10,0 (repeatable)")
+    rb.add_argument("--split", default="test")
+    rb.add_argument("--seed", type=int, default=0)
+    rb.add_argument("--repeats", type=int, default=1, help="random draws per level (averaged)")
+    rb.add_argument("--out", default=None, help="output folder (default: PATH)")
+
+    ex = add("explain", cmd_explain, "modality importance (permutation, ablation, Shapley) of "
+             "a classification run, or one row's prediction explained (--row)")
+    ex.add_argument("run")
+    ex.add_argument("--row", help="manifest id of the row to explain")
+    ex.add_argument("--split", default="test")
+    ex.add_argument("--repeats", type=int, default=5, help="permutations per modality")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--json", action="store_true")
+    _add_generation_commands(sub, fsub, add)
     return p
 
 

@@ -285,18 +285,25 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
         lo, hi = min(v[0] - v[1] for v in vals), max(v[0] + v[1] for v in vals)
         ax.set_ylim(max(0.0, lo - 0.1), max(1.0, hi + 0.02))
         parts.append(_figure("Accuracy by method", fig))
-    for path in sorted(p for p in root.rglob("*.csv") if p.name != "summary.csv"):
+    for path in sorted(p for p in _own_files(root, "*.csv") if p.name != "summary.csv"):
         rows, cols = _read_csv(path)
         if rows:
             more = f" (first {max_rows} of {len(rows)} rows)" if len(rows) > max_rows else ""
             parts.append(f"<h2>{html.escape(str(path.relative_to(root)))}{more}</h2>" +
                          _table(cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]))
-    for png in sorted(root.rglob("*.png")):
+    for png in sorted(_own_files(root, "*.png")):
         parts.append(f"<h2>{html.escape(png.stem)}</h2><img class='plot' src='data:image/png;"
                      f"base64,{base64.b64encode(png.read_bytes()).decode()}'>")
     out = Path(out)
     atomic_write_text(out, _page(f"polymodal compare report: {root.name}", parts))
     return out
+
+
+def _own_files(root: Path, pattern: str) -> list[Path]:
+    """Files under a compare folder, except those inside its per-run folders (``runs/``) and
+    the encoded features (``features/``)."""
+    return [p for p in root.rglob(pattern)
+            if p.relative_to(root).parts[0] not in ("runs", "features")]
 
 
 def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
