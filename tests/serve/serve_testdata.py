@@ -54,3 +54,41 @@ def ensure_small_run(base: Path) -> Path:
     if not (run / "config.yaml").is_file() or not (run / "metrics.json").is_file():
         fit_small_run(folder)
     return run
+
+
+CLASSIFY_ROWS = {"train": 40, "val": 10, "test": 10}
+
+
+def fit_small_classify_run(folder: Path) -> Path:
+    """A quick audio+image digit classifier (attention fusion, real encoders) on the first rows
+    of each split of the bundled av-digits sample; returns the run folder ``folder/run``."""
+    from polymodal.data.datasets import sample_path
+    from polymodal.tasks.classification import ClassifierConfig, fit_classifier
+    from polymodal.train.loop import TrainConfig
+
+    src = sample_path("av-digits")
+    taken = dict.fromkeys(CLASSIFY_ROWS, 0)
+    rows = []
+    for line in src.read_text().splitlines():
+        r = json.loads(line)
+        if taken[r["split"]] < CLASSIFY_ROWS[r["split"]]:
+            taken[r["split"]] += 1
+            for m in ("image", "audio"):
+                r[m] = str((src.parent / r[m]).resolve())
+            rows.append(r)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    manifest = folder / "data" / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = ClassifierConfig(manifest=str(manifest), modalities=["audio", "image"],
+                           fusion="attention", hidden=64, cache_dir=str(folder / "cache"),
+                           train=TrainConfig(epochs=20, patience=6, lr=3e-3, progress=False))
+    fit_classifier(cfg, folder / "run", progress=False)
+    return folder / "run"
+
+
+def ensure_small_classify_run(base: Path) -> Path:
+    """The small classification run under ``base/polymodal_small_classify`` (fitted once)."""
+    run = base / "polymodal_small_classify" / "run"
+    if not (run / "metrics.json").is_file():
+        fit_small_classify_run(run.parent)
+    return run

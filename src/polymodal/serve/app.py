@@ -10,36 +10,20 @@ the event loop keeps answering ``/health`` meanwhile.
 # No ``from __future__ import annotations`` here: FastAPI must see the request models defined
 # inside create_app as real classes, not as strings it cannot resolve.
 import io
-import mimetypes
-import tempfile
-import threading
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
+                                    upload_modality)
 
 STATIC = Path(__file__).parent / "static"
-IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file itself
-
-
-def upload_modality(filename: str | None, content_type: str | None = None) -> tuple[str, str]:
-    """``(modality, suffix)`` of an upload from its file name (or, without a known suffix, its
-    content type). Raises `UsageError` naming the accepted types otherwise."""
-    suffix = Path(filename or "").suffix.lower()
-    if suffix not in IMAGE_TYPES | AUDIO_TYPES and content_type:
-        suffix = (mimetypes.guess_extension(content_type.split(";")[0].strip()) or "").lower()
-    if suffix in IMAGE_TYPES:
-        return "image", suffix
-    if suffix in AUDIO_TYPES:
-        return "audio", suffix
-    raise UsageError(f"unsupported file type '{Path(filename or '').suffix or content_type or '?'}'"
-                     f"; upload an image ({', '.join(sorted(IMAGE_TYPES))}) or audio "
-                     f"({', '.join(sorted(AUDIO_TYPES))})")
+# endpoint -> the run kind that has it; the others answer 400 with a message
+ENDPOINTS = {"/search": "retrieval", "/search/file": "retrieval", "/embed": "retrieval",
+             "/classify": "classification", "/caption": "caption"}
+__all__ = ["AUDIO_TYPES", "IMAGE_TYPES", "create_app", "hit_dicts", "serve", "upload_modality"]
 
 
 def hit_dicts(hits: list[Any], target: str) -> list[dict]:
@@ -75,33 +59,32 @@ def _thumbnail_png(path: str, mtime: float, size: int = 160) -> bytes:
 
 
 def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool = False) -> Any:
-    """Build the FastAPI app for a retrieval run (search / embed / thumbnails / page).
-    ``preload`` loads the encoders now instead of on the first query."""
-    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from pydantic import BaseModel
-    from starlette.concurrency import run_in_threadpool
+    """Build the FastAPI app for a run folder. The run's kind (config.yaml ``task``) decides the
+    endpoints: retrieval (``/search``, ``/search/file``, ``/embed``, ``/thumb``, ``/media``),
+    classification (``/classify``) or caption (``/caption``); the other kinds' endpoints answer
+    400 with a message. ``preload`` loads the encoders now instead of on the first request."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
 
-    from polymodal.tasks.search import embed_query, load_run, search_run
+    kind = run_kind(run_dir)
+    guard = Guard(max_upload_mb)
+    app = FastAPI(title="polymodal", version="0.1.0")
+    if kind == "retrieval":
+        info = _retrieval_routes(app, guard, run_dir, preload)
+    elif kind == "classification":
+        from polymodal.serve.classify import classify_routes
 
-    if max_upload_mb <= 0:
-        raise UsageError(f"max_upload_mb must be > 0, got {max_upload_mb}")
-    run = load_run(run_dir)
-    cfg = run.config
-    by_id = {r.id: r for r in run.manifest.records}
-    lock = threading.Lock()
-    limit = int(max_upload_mb * 1024 * 1024)
-    if preload:
-        for modality in {cfg.query, cfg.target}:
-            run.encoder(modality)
-    app = FastAPI(title="polymodal", version="0.1.0",
-                  description=f"Cross-modal search over {cfg.target} ({len(run.index)} items) "
-                              f"of run {Path(run_dir).name}")
+        info = classify_routes(app, guard, run_dir, preload)
+    else:
+        from polymodal.serve.caption import caption_routes
+
+        info = caption_routes(app, guard, run_dir, preload)
+    app.description = str(info.pop("description"))
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable) -> Any:
         size = request.headers.get("content-length", "")
-        if size.isdigit() and int(size) > limit + FORM_OVERHEAD:
+        if size.isdigit() and int(size) > guard.limit + FORM_OVERHEAD:
             return JSONResponse({"detail": f"upload larger than {max_upload_mb:g} MB "
                                            f"({int(size) / 2**20:.1f} MB sent)"}, status_code=413)
         return await call_next(request)
@@ -111,23 +94,60 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}: "
                                        f"{str(exc)[:300]})"}, status_code=500)
 
+    for path, needs in ENDPOINTS.items():
+        if needs != kind:
+            app.add_api_route(path, _wrong_kind(kind, needs, path), methods=["POST"],
+                              include_in_schema=False)
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness plus what this run can do (``task``, its modalities, limits)."""
+        return {"status": "ok", "task": kind, "run": Path(run_dir).name,
+                "endpoints": sorted(p for p, k in ENDPOINTS.items() if k == kind),
+                "max_upload_mb": max_upload_mb, **info}
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        """The web page (one static file, no build step)."""
+        return (STATIC / "index.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def _wrong_kind(kind: str, needs: str, path: str) -> Callable:
+    from fastapi.responses import JSONResponse
+
+    made_by = {"retrieval": "fit retrieval", "classification": "fit classify",
+               "caption": "fit caption"}[needs]
+
+    async def handler() -> JSONResponse:
+        return JSONResponse({"detail": f"this is a {kind} run, not a {needs} run: {path} needs "
+                                       f"a run made by `polymodal {made_by}`"}, status_code=400)
+    return handler
+
+
+def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool) -> dict:
+    """Search / embed / thumbnails / media for a retrieval run; returns its /health facts."""
+    from fastapi import File, Form, HTTPException, Request, UploadFile
+    from fastapi.responses import FileResponse, Response
+    from pydantic import BaseModel
+    from starlette.concurrency import run_in_threadpool
+
+    from polymodal.tasks.search import embed_query, load_run, search_run
+
+    run = load_run(run_dir)
+    cfg = run.config
+    by_id = {r.id: r for r in run.manifest.records}
+    if preload:
+        for modality in {cfg.query, cfg.target}:
+            run.encoder(modality)
+
     class TextQuery(BaseModel):
         text: str
         k: int = 10
 
     class EmbedText(BaseModel):
         text: str
-
-    def _guarded(fn: Callable[[], Any], tmp: Path | None = None, name: str = "") -> Any:
-        """Run model work under the lock; library errors become 400 / 422 with a message (the
-        temp file's path in it replaced by the uploaded file's name)."""
-        try:
-            with lock:
-                return fn()
-        except UsageError as e:
-            raise HTTPException(400, _rename(str(e), tmp, name)) from None
-        except PolymodalError as e:
-            raise HTTPException(422, _rename(str(e), tmp, name)) from None
 
     async def _search(k: int, tmp: Path | None = None, name: str = "", **query: Any) -> dict:
         """``latency_ms``: the request's time in the server (waiting for the model included);
@@ -138,33 +158,10 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
             t1 = time.perf_counter()
             return search_run(run, k=k, **query), time.perf_counter() - t1
 
-        hits, took = await run_in_threadpool(_guarded, work, tmp, name)
+        hits, took = await run_in_threadpool(guard.run, work, {str(tmp): name} if tmp else None)
         return {"hits": hit_dicts(hits, cfg.target),
                 "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "search_ms": round(took * 1000, 2)}
-
-    async def _save_upload(upload: UploadFile) -> tuple[Path, str]:
-        try:
-            modality, suffix = upload_modality(upload.filename, upload.content_type)
-        except UsageError as e:
-            raise HTTPException(415, str(e)) from None
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise HTTPException(413, f"upload larger than {max_upload_mb:g} MB")
-        if not data:
-            raise HTTPException(400, f"empty upload '{upload.filename}'")
-        with tempfile.NamedTemporaryFile(suffix=suffix, prefix="polymodal-upload-",
-                                         delete=False) as tmp:
-            tmp.write(data)
-        return Path(tmp.name), modality
-
-    @app.get("/health")
-    def health() -> dict:
-        """Liveness plus what this run can do."""
-        return {"status": "ok", "task": "retrieval", "run": Path(run_dir).name,
-                "query": cfg.query, "target": cfg.target, "modalities": sorted(
-                    {cfg.query, cfg.target}), "index_size": len(run.index),
-                "max_upload_mb": max_upload_mb}
 
     @app.post("/search")
     async def search_text(q: TextQuery) -> dict:
@@ -174,15 +171,15 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
     @app.post("/search/file")
     async def search_file(file: UploadFile = File(...), k: int = Form(10)) -> dict:
         """Search with an uploaded image or audio file (multipart: ``file``, ``k``)."""
-        path, modality = await _save_upload(file)
+        path, modality = await guard.save(file)
         try:
             return await _search(k, path, file.filename or "upload", **{modality: str(path)})
         finally:
             path.unlink(missing_ok=True)
 
     async def _embed(modality: str, item: Any, tmp: Path | None = None, name: str = "") -> dict:
-        v = (await run_in_threadpool(_guarded, lambda: embed_query(run, modality, item), tmp,
-                                     name))[0]
+        v = (await run_in_threadpool(guard.run, lambda: embed_query(run, modality, item),
+                                     {str(tmp): name} if tmp else None))[0]
         return {"modality": modality, "dim": len(v), "vector": [round(float(x), 6) for x in v]}
 
     @app.post("/embed")
@@ -201,7 +198,7 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
             raise HTTPException(400, f"cannot read the form ({e})") from None
         upload, text = form.get("file"), form.get("text")
         if upload is not None and not isinstance(upload, str):
-            path, modality = await _save_upload(upload)
+            path, modality = await guard.save(upload)
             try:
                 return await _embed(modality, str(path), path, upload.filename or "upload")
             finally:
@@ -234,15 +231,10 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
         """The indexed file itself (image or audio)."""
         return FileResponse(_record_path(row_id))
 
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return (STATIC / "index.html").read_text(encoding="utf-8")
-
-    return app
-
-
-def _rename(msg: str, tmp: Path | None, name: str) -> str:
-    return msg.replace(str(tmp), name) if tmp is not None else msg
+    return {"description": f"Cross-modal search over {cfg.target} ({len(run.index)} items) "
+                           f"of run {Path(run_dir).name}",
+            "query": cfg.query, "target": cfg.target,
+            "modalities": sorted({cfg.query, cfg.target}), "index_size": len(run.index)}
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,

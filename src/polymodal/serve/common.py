@@ -1,0 +1,107 @@
+"""Pieces every served run kind shares: upload types and limits, the model lock, error mapping.
+
+Library errors raised while answering become HTTP errors with a message: `UsageError` (a bad
+request) -> 400, any other `PolymodalError` (e.g. an undecodable file) -> 422. Temporary upload
+paths in messages are replaced by the name the user uploaded.
+"""
+from __future__ import annotations
+
+import mimetypes
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from polymodal.errors import PolymodalError, UsageError
+
+IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file itself
+RUN_KINDS = ("retrieval", "classification", "caption")
+
+
+def upload_modality(filename: str | None, content_type: str | None = None) -> tuple[str, str]:
+    """``(modality, suffix)`` of an upload from its file name (or, without a known suffix, its
+    content type). Raises `UsageError` naming the accepted types otherwise."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in IMAGE_TYPES | AUDIO_TYPES and content_type:
+        suffix = (mimetypes.guess_extension(content_type.split(";")[0].strip()) or "").lower()
+    if suffix in IMAGE_TYPES:
+        return "image", suffix
+    if suffix in AUDIO_TYPES:
+        return "audio", suffix
+    raise UsageError(f"unsupported file type '{Path(filename or '').suffix or content_type or '?'}'"
+                     f"; upload an image ({', '.join(sorted(IMAGE_TYPES))}) or audio "
+                     f"({', '.join(sorted(AUDIO_TYPES))})")
+
+
+def run_kind(run_dir: str | Path) -> str:
+    """``retrieval``, ``classification`` or ``caption``: the ``task`` in the run's config.yaml
+    (a `PolymodalError` when the folder is not a run or its task cannot be served)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise PolymodalError(f"{root}: run folder not found")
+    try:
+        doc = yaml.safe_load((root / "config.yaml").read_text())
+    except FileNotFoundError:
+        raise PolymodalError(f"{root}: not a run folder (no config.yaml)") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise PolymodalError(f"{root / 'config.yaml'}: cannot read ({e})") from None
+    task = doc.get("task") if isinstance(doc, dict) else None
+    if task not in RUN_KINDS:
+        raise PolymodalError(f"{root}: a '{task}' run cannot be served; serve a run made by "
+                             "`fit retrieval`, `fit classify` or `fit caption`")
+    return str(task)
+
+
+class Guard:
+    """The model lock, the upload limit and the error mapping of one app."""
+
+    def __init__(self, max_upload_mb: float):
+        if max_upload_mb <= 0:
+            raise UsageError(f"max_upload_mb must be > 0, got {max_upload_mb}")
+        self.max_upload_mb = max_upload_mb
+        self.limit = int(max_upload_mb * 1024 * 1024)
+        self.lock = threading.Lock()
+
+    def run(self, fn: Callable[[], Any], renames: dict[str, str] | None = None) -> Any:
+        """Run model work under the lock; library errors become 400 / 422 with a message."""
+        from fastapi import HTTPException
+
+        try:
+            with self.lock:
+                return fn()
+        except UsageError as e:
+            raise HTTPException(400, _rename(str(e), renames)) from None
+        except PolymodalError as e:
+            raise HTTPException(422, _rename(str(e), renames)) from None
+
+    async def save(self, upload: Any, expect: str | None = None) -> tuple[Path, str]:
+        """Write an upload to a temp file: ``(path, modality)``. 415 for an unsupported type (or
+        one other than ``expect``), 413 when over the limit, 400 when empty."""
+        from fastapi import HTTPException
+
+        try:
+            modality, suffix = upload_modality(upload.filename, upload.content_type)
+        except UsageError as e:
+            raise HTTPException(415, str(e)) from None
+        if expect is not None and modality != expect:
+            raise HTTPException(415, f"field '{expect}' expects an {expect} file, got "
+                                     f"'{upload.filename}' ({modality})")
+        data = await upload.read(self.limit + 1)
+        if len(data) > self.limit:
+            raise HTTPException(413, f"upload larger than {self.max_upload_mb:g} MB")
+        if not data:
+            raise HTTPException(400, f"empty upload '{upload.filename}'")
+        with tempfile.NamedTemporaryFile(suffix=suffix, prefix="polymodal-upload-",
+                                         delete=False) as tmp:
+            tmp.write(data)
+        return Path(tmp.name), modality
+
+
+def _rename(msg: str, renames: dict[str, str] | None) -> str:
+    for tmp, name in (renames or {}).items():
+        msg = msg.replace(tmp, name)
+    return msg
