@@ -130,18 +130,18 @@ def test_report_errors(tmp_path, small_run):
         write_report(tmp_path / "cmp", tmp_path / "r.html")
 
 
-def test_compare_report(tmp_path):
+def test_compare_report_from_hand_written_csv(tmp_path):
+    """A summary.csv alone (no compare.json, no runs) still gives a table and the bar chart."""
     from polymodal.eval.report import write_report
 
     root = tmp_path / "cmp"
-    (root / "robustness").mkdir(parents=True)
+    root.mkdir()
     (root / "summary.csv").write_text("method,accuracy_test,f1\nearly,0.91 ± 0.02,0.90\n"
                                       "late,0.87 ± 0.01,0.86\n<gated>,0.93,0.92\n")
-    (root / "robustness" / "missing.csv").write_text("method,drop,accuracy\nearly,image,0.5\n")
     out = write_report(root, tmp_path / "cmp.html")
     html = out.read_text(encoding="utf-8")
     assert "&lt;gated&gt;" in html and "<gated>" not in html
-    assert "robustness/missing.csv" in html and "<td>image</td>" in html
+    assert "<td>0.87 ± 0.01</td>" in html
     plots = [a["src"] for t, a in _parse(out).tags if t == "img"]
     assert len(plots) == 1
     with _png(plots[0]) as im:

@@ -1,5 +1,6 @@
-"""Stand-alone HTML reports (plots and thumbnails embedded as base64) for a retrieval run or a
-``compare`` folder. ``write_report(path, out)`` picks the right one."""
+"""Stand-alone HTML reports (plots and thumbnails embedded as base64) for a retrieval run, a
+classification run or a ``compare`` folder (the last two: `polymodal.eval.report_classify`).
+``write_report(path, out)`` picks the right one."""
 from __future__ import annotations
 
 import base64
@@ -265,45 +266,10 @@ def _figure(title: str, fig: Any) -> str:
 
 
 def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60) -> Path:
-    """Report for a ``compare`` folder: summary table, accuracy bars with std, any other CSV
-    found beside it (robustness, importance; first ``max_rows`` rows) and any PNG plots."""
-    plt = _plt()
-    root = Path(compare_dir)
-    summary, header = _read_csv(root / "summary.csv")
-    if not summary:
-        raise PolymodalError(f"{root / 'summary.csv'}: no rows (an empty or unfinished compare)")
-    parts = ["<h2>Summary (mean ± std over seeds)</h2>",
-             _table(header, [[r.get(h, "") for h in header] for r in summary])]
-    acc_key = next((k for k in header if k.startswith("accuracy")), None)
-    vals = [_mean_std(r.get(acc_key, "")) for r in summary] if acc_key else []
-    if vals and all(v is not None for v in vals):
-        names = [str(r.get("method") or r.get(header[0])) for r in summary]
-        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
-        ax.bar(names, [v[0] for v in vals], yerr=[v[1] for v in vals], color="#42a5f5",
-               capsize=3)
-        ax.set_ylabel(acc_key), ax.tick_params(axis="x", rotation=45)
-        lo, hi = min(v[0] - v[1] for v in vals), max(v[0] + v[1] for v in vals)
-        ax.set_ylim(max(0.0, lo - 0.1), max(1.0, hi + 0.02))
-        parts.append(_figure("Accuracy by method", fig))
-    for path in sorted(p for p in _own_files(root, "*.csv") if p.name != "summary.csv"):
-        rows, cols = _read_csv(path)
-        if rows:
-            more = f" (first {max_rows} of {len(rows)} rows)" if len(rows) > max_rows else ""
-            parts.append(f"<h2>{html.escape(str(path.relative_to(root)))}{more}</h2>" +
-                         _table(cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]))
-    for png in sorted(_own_files(root, "*.png")):
-        parts.append(f"<h2>{html.escape(png.stem)}</h2><img class='plot' src='data:image/png;"
-                     f"base64,{base64.b64encode(png.read_bytes()).decode()}'>")
-    out = Path(out)
-    atomic_write_text(out, _page(f"polymodal compare report: {root.name}", parts))
-    return out
+    """Report for a ``compare`` folder (see `polymodal.eval.report_classify.compare_report`)."""
+    from polymodal.eval.report_classify import compare_report as _compare
 
-
-def _own_files(root: Path, pattern: str) -> list[Path]:
-    """Files under a compare folder, except those inside its per-run folders (``runs/``) and
-    the encoded features (``features/``)."""
-    return [p for p in root.rglob(pattern)
-            if p.relative_to(root).parts[0] not in ("runs", "features")]
+    return _compare(compare_dir, out, max_rows)
 
 
 def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
@@ -325,11 +291,24 @@ def _mean_std(cell: str) -> tuple[float, float] | None:
 
 
 def write_report(path: str | Path, out: str | Path) -> Path:
-    """Report for a retrieval run folder or a compare folder."""
+    """Report for a run folder (retrieval or classification) or a compare folder."""
+    import yaml
+
     p = Path(path)
     if (p / "summary.csv").is_file():
         return compare_report(p, out)
     if (p / "config.yaml").is_file():
-        return retrieval_report(p, out)
+        try:
+            task = (yaml.safe_load((p / "config.yaml").read_text()) or {}).get("task")
+        except (OSError, yaml.YAMLError, AttributeError) as e:
+            raise PolymodalError(f"{p / 'config.yaml'}: cannot read ({e})") from None
+        if task == "classification":
+            from polymodal.eval.report_classify import classification_report
+
+            return classification_report(p, out)
+        if task == "retrieval":
+            return retrieval_report(p, out)
+        raise PolymodalError(f"{p}: no report for a '{task}' run (reports cover retrieval and "
+                             "classification runs and compare folders)")
     raise PolymodalError(f"{p}: neither a run folder (config.yaml) nor a compare folder "
                          "(summary.csv)")
