@@ -3,11 +3,16 @@
 
 Skips when chromium, chromedriver or selenium is missing. Screenshots go to the test's temp
 folder, and also to ``$POLYMODAL_SCREENSHOTS`` (e.g. ``docs/screenshots``) when that is set.
-``$POLYMODAL_BROWSER_RUN`` serves another run folder instead of the small test run (used to
-take the documentation screenshot on the quickstart run).
+``$POLYMODAL_BROWSER_RUN`` serves another retrieval run folder instead of the small test run,
+``$POLYMODAL_BROWSER_CLASSIFY_RUN`` another classification run (used to take the documentation
+screenshots on real runs).
 """
 from __future__ import annotations
 
+import base64
+import contextlib
+import csv
+import json
 import os
 import shutil
 import socket
@@ -43,8 +48,8 @@ def run_dir(request) -> Path:
     return Path(override) if override else request.getfixturevalue("small_run")
 
 
-@pytest.fixture(scope="module")
-def server(run_dir):
+@contextlib.contextmanager
+def _serving(run_dir: Path):
     """uvicorn on a free loopback port in a background thread; yields the base URL."""
     import uvicorn
 
@@ -60,9 +65,23 @@ def server(run_dir):
         if time.time() - t0 > 30 or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    with _serving(run_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def classify_run(request) -> Path:
+    override = os.environ.get("POLYMODAL_BROWSER_CLASSIFY_RUN")
+    return Path(override) if override else request.getfixturevalue("small_classify_run")
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +167,7 @@ def test_search_page_text_upload_and_errors(server, browser, run_dir, tmp_path):
     _wait(d, lambda d: "results for" in d.find_element(By.ID, "status").text, "text results")
     _wait(d, lambda d: all(c["img"] > 0 for c in _cards(d)), "thumbnails to load")
     _assert_ranked(_cards(d), 10)
+    assert "ms server" in d.find_element(By.ID, "status").text  # the latency is shown
     assert "error" not in d.find_element(By.ID, "status").get_attribute("class")
     _screenshot(d, "search_page.png", tmp_path)
 
@@ -179,3 +199,82 @@ def test_search_page_text_upload_and_errors(server, browser, run_dir, tmp_path):
     assert _cards(d) == []
     assert not d.find_element(By.ID, "preview").is_displayed()  # no broken-image icon
     _screenshot(d, "search_page_error.png", tmp_path)
+
+
+DROP_JS = """
+const [zoneId, b64, name, type] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const dt = new DataTransfer();
+dt.items.add(new File([bytes], name, {type}));
+const zone = document.getElementById(zoneId);
+for (const ev of ["dragover", "drop"])
+  zone.dispatchEvent(new DragEvent(ev, {dataTransfer: dt, bubbles: true, cancelable: true}));
+"""
+
+
+def _drop(driver, zone: str, path: Path, mime: str) -> None:
+    """Drop a file on a drop zone the way a browser does (a DragEvent carrying the File)."""
+    driver.execute_script(DROP_JS, zone, base64.b64encode(path.read_bytes()).decode(),
+                          path.name, mime)
+
+
+def test_drag_and_drop_searches_with_the_dropped_image(server, browser, run_dir):
+    from selenium.webdriver.common.by import By
+
+    from polymodal.tasks.search import load_run
+
+    d = browser
+    d.get(server + "/")
+    _wait(d, lambda d: "items" in d.find_element(By.ID, "info").text, "the /health line")
+    rec = load_run(run_dir).manifest.records[-1]
+    _drop(d, "drop", Path(rec.image), "image/png")
+    name = Path(rec.image).name
+    _wait(d, lambda d: f"results for {name}" in d.find_element(By.ID, "status").text,
+          "results for the dropped file")
+    assert d.find_element(By.ID, "filepanel").is_displayed()  # dropping switched the mode
+    assert rec.id in [c["id"] for c in _cards(d)[:3]]
+
+
+def test_classify_page(classify_run, browser, tmp_path):
+    import yaml
+    from selenium.webdriver.common.by import By
+
+    doc = yaml.safe_load((classify_run / "config.yaml").read_text())
+    rows = {json.loads(line)["id"]: json.loads(line)
+            for line in Path(doc["manifest"]).read_text().splitlines()}
+    with open(classify_run / "predictions.csv") as fh:
+        pred = next(p for p in csv.DictReader(fh) if p["modalities"] == "audio+image")
+    row = rows[pred["id"]]
+    base = Path(doc["manifest"]).parent
+    files = {m: (Path(row[m]) if Path(row[m]).is_absolute() else base / row[m]).resolve()
+             for m in ("image", "audio")}
+    d = browser
+    with _serving(classify_run) as url:
+        d.get(url + "/")
+        _wait(d, lambda d: "fusion over" in d.find_element(By.ID, "info").text, "/health")
+        assert d.find_element(By.ID, "classify-ui").is_displayed()
+        assert not d.find_element(By.ID, "search-ui").is_displayed()
+        d.find_element(By.ID, "cgo").click()  # nothing given: an error, no request
+        assert "error" in d.find_element(By.ID, "status").get_attribute("class")
+        d.find_element(By.ID, "c-image").send_keys(str(files["image"]))
+        d.find_element(By.ID, "c-audio").send_keys(str(files["audio"]))
+        d.find_element(By.ID, "cgo").click()
+        _wait(d, lambda d: d.find_elements(By.ID, "prediction"), "the prediction")
+        assert d.find_element(By.ID, "prediction").text == f"prediction: {pred['prediction']}"
+        bars = d.execute_script("return [...document.querySelectorAll('#probs .bar')]"
+                                ".map(b => [b.dataset.label, +b.dataset.p])")
+        assert bars[0][0] == pred["prediction"]
+        assert bars[0][1] == pytest.approx(float(pred["confidence"]), abs=0.02)
+        assert [p for _, p in bars] == sorted((p for _, p in bars), reverse=True)
+        facts = d.find_element(By.ID, "facts").text
+        assert "given: audio, image" in facts and "missing: none" in facts
+        assert "ms server" in d.find_element(By.ID, "status").text
+        _screenshot(d, "classify_page.png", tmp_path)
+        # clear, then drop only the image: audio is reported missing
+        d.find_element(By.ID, "cclear").click()
+        assert d.find_element(By.ID, "result").text == ""
+        _drop(d, "cdrop-image", files["image"], "image/png")
+        d.find_element(By.ID, "cgo").click()
+        _wait(d, lambda d: d.find_elements(By.ID, "facts"), "the second prediction")
+        assert "given: image" in d.find_element(By.ID, "facts").text
+        assert "missing: audio" in d.find_element(By.ID, "facts").text
