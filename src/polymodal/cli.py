@@ -108,6 +108,12 @@ def cmd_fit_retrieval(a: argparse.Namespace) -> int:
     res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_table(res, cfg.loss))
     print(f"run folder: {a.out}")
+    if not a.no_report:
+        from polymodal.eval.report import auto_report
+
+        report = auto_report(a.out)
+        if report:
+            print(f"report: {report}")
     return 0
 
 
@@ -476,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
     fr.add_argument("--out", required=True)
     fr.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    fr.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
 
     s = add("search", cmd_search, "search a run's index with a text, image or audio query")
     s.add_argument("run")

@@ -146,3 +146,15 @@ def test_compare_report_from_hand_written_csv(tmp_path):
     assert len(plots) == 1
     with _png(plots[0]) as im:
         assert im.width > 300
+
+
+def test_auto_report_never_fails_the_fit(tmp_path, capsys):
+    from polymodal.eval.report import auto_report
+
+    (tmp_path / "config.yaml").write_text("task: caption\n")
+    assert auto_report(tmp_path) is None
+    assert "no report for a 'caption' run" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text("task: retrieval\nconfig: {}\n")
+    assert auto_report(tmp_path) is None
+    assert "warning: no report" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()

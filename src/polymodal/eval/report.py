@@ -312,3 +312,19 @@ def write_report(path: str | Path, out: str | Path) -> Path:
                              "classification runs and compare folders)")
     raise PolymodalError(f"{p}: neither a run folder (config.yaml) nor a compare folder "
                          "(summary.csv)")
+
+
+def auto_report(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
+    """Write ``RUN/report.html`` at the end of a fit. Never fails the fit: without matplotlib,
+    or when the report cannot be made, print why and return None."""
+    import sys
+
+    out = Path(out) if out else Path(run_dir) / "report.html"
+    try:
+        return write_report(run_dir, out)
+    except ImportError as e:
+        print(f"note: no report ({e.name or e} is not installed: pip install "
+              "'polymodal[report]')", file=sys.stderr)
+    except PolymodalError as e:
+        print(f"warning: no report: {e}", file=sys.stderr)
+    return None

@@ -49,5 +49,10 @@ def quickstart(out: str | Path = "runs/quickstart", epochs: int = 30, progress: 
         print(f"  '{q}': " + "; ".join(f"{h.row_id} ({h.score:.2f})" for h in hits))
     grid = hits_grid(search_run(run, text=queries[0], k=5), out / "example_hits.png", queries[0])
     print(f"run folder: {out}   picture of hits: {grid}")
+    from polymodal.eval.report import auto_report
+
+    report = auto_report(out)
+    if report:
+        print(f"report (plots, example queries): {report}")
     print(f"try: polymodal search {out} --text \"a blue bird\" -k 5")
     return result
