@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.util
 import csv
 import json
 import os
@@ -278,3 +279,7 @@ def test_classify_page(classify_run, browser, tmp_path):
         _wait(d, lambda d: d.find_elements(By.ID, "facts"), "the second prediction")
         assert "given: image" in d.find_element(By.ID, "facts").text
         assert "missing: audio" in d.find_element(By.ID, "facts").text
+        if importlib.util.find_spec("fastapi_offline"):  # /docs renders offline
+            d.get(url + "/docs")
+            _wait(d, lambda d: "/classify" in d.find_element(By.TAG_NAME, "body").text,
+                  "Swagger UI to list /classify")

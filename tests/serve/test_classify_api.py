@@ -54,6 +54,17 @@ def test_health_and_docs_describe_a_classification_run(client):
     assert "/classify" in spec["paths"] and "/search" not in spec["paths"]
 
 
+def test_docs_work_offline(client):
+    """With fastapi-offline installed /docs loads Swagger UI from this server, not a CDN."""
+    pytest.importorskip("fastapi_offline")
+    page = client.get("/docs").text
+    assert "/docs-static/swagger-ui-bundle.js" in page and "cdn.jsdelivr" not in page
+    js = client.get("/docs-static/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    for bad in ("/docs-static/../../config.yaml", "/docs-static/..%2F..%2Fconfig.yaml"):
+        assert client.get(bad).status_code == 404
+
+
 def test_both_modalities_reproduce_the_runs_test_predictions(client, rows):
     tested = [r for r in rows.values() if "pred" in r and r["pred"]["modalities"] == "audio+image"]
     assert len(tested) == 10

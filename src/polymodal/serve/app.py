@@ -68,7 +68,10 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
 
     kind = run_kind(run_dir)
     guard = Guard(max_upload_mb)
-    app = FastAPI(title="polymodal", version="0.1.0")
+    swagger = _local_swagger()
+    app = FastAPI(title="polymodal", version="0.1.0", docs_url=None if swagger else "/docs")
+    if swagger:
+        _offline_docs(app, swagger)
     if kind == "retrieval":
         info = _retrieval_routes(app, guard, run_dir, preload)
     elif kind == "classification":
@@ -112,6 +115,31 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
         return (STATIC / "index.html").read_text(encoding="utf-8")
 
     return app
+
+
+def _local_swagger() -> Path | None:
+    """Swagger UI files shipped by the ``fastapi-offline`` package (so /docs works offline), or
+    None: FastAPI's default /docs then loads them from a CDN."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    path = Path(fastapi_offline.__file__).parent / "static"
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def _offline_docs(app: Any, swagger: Path) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="polymodal API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon.png")
 
 
 def _wrong_kind(kind: str, needs: str, path: str) -> Callable:
