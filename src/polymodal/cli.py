@@ -88,7 +88,8 @@ def cmd_fit_retrieval(a: argparse.Namespace) -> int:
 
     data = RetrievalConfig.from_yaml(a.config).model_dump() if a.config else {}
     over = {k: getattr(a, k) for k in ("manifest", "query", "target", "loss", "head", "dim",
-                                        "batch_size", "relevance", "index") if getattr(a, k) is not None}
+                                        "batch_size", "relevance", "index", "features")
+            if getattr(a, k, None) is not None}
     if a.encoder:
         over["encoders"] = _pairs(a.encoder, "--encoder")
     if a.column:
@@ -467,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--query", choices=["text", "image", "audio"])
     fr.add_argument("--target", choices=["text", "image", "audio"])
     fr.add_argument("--loss", help="infonce, siglip, triplet, triplet-semihard, contrastive, mse, "
-                    "cosine, cca")
+                    "cosine, cca, dcca, autoencoder")
     fr.add_argument("--head", choices=["linear", "mlp"])
     fr.add_argument("--dim", type=int)
     fr.add_argument("--batch-size", type=int)
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--relevance", help="'row' (default) or a column whose equal values all count "
                     "as correct, e.g. label or caption_group")
     fr.add_argument("--index", help="auto, exact, hnsw or ivfpq")
+    fr.add_argument("--features", help="use a folder written by `polymodal encode --out` for "
+                    "this manifest instead of encoding it again")
     fr.add_argument("--encoder", action="append", metavar="MODALITY=NAME")
     fr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
     fr.add_argument("--out", required=True)

@@ -24,6 +24,7 @@ from torch import nn
 from polymodal.align.heads import build_head
 from polymodal.align.losses import LOSSES, PAIR_ID_LOSSES, loss_params
 from polymodal.cache.atomic import atomic_path, atomic_write_text
+from polymodal.cache.features import FeatureSet
 from polymodal.data.manifest import read_manifest
 from polymodal.encoders import DEFAULT_ENCODERS
 from polymodal.errors import PolymodalError, UsageError
@@ -56,6 +57,8 @@ class RetrievalConfig(BaseModel):
     columns: dict[str, str] = {}
     index: str = "auto"
     cache_dir: str | None = None
+    features: str | None = Field(None, description="folder written by `polymodal encode --out` "
+                                 "for this manifest: use its vectors instead of encoding")
     train: TrainConfig = TrainConfig()
 
     @classmethod
@@ -124,9 +127,11 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
         specs = {"query": {"kind": cfg.head, "in_dim": dq, "out_dim": dt, **opts},
                  "target": {"kind": "identity", "in_dim": dt}}
     elif cfg.loss in ALIGNERS:
+        # deep CCA whitens each batch: it needs (well) more pairs per batch than components
+        k_dcca = max(2, min(cfg.dim, cfg.batch_size // 2, len(data.pairs("train")[0]) // 8))
         specs = {"query": {"kind": "identity", "in_dim": dq},
                  "target": {"kind": "identity", "in_dim": dt},
-                 "aligner": ({"kind": "dcca", "x_dim": dq, "y_dim": dt, "out_dim": cfg.dim,
+                 "aligner": ({"kind": "dcca", "x_dim": dq, "y_dim": dt, "out_dim": k_dcca,
                               "hidden": [cfg.hidden]} if cfg.loss == "dcca" else
                              {"kind": "autoencoder", "dims": {"query": dq, "target": dt},
                               "latent_dim": cfg.dim, "hidden": cfg.hidden})}
@@ -226,6 +231,21 @@ def _metrics(sim: np.ndarray, rel: np.ndarray) -> dict[str, float]:
     return retrieval_metrics(sim, rel)
 
 
+def load_encoded(cfg: RetrievalConfig) -> FeatureSet:
+    """The pre-encoded folder ``cfg.features``; its encoders must be the ones ``cfg`` asks for
+    (the run records them so that ``search`` encodes queries the same way)."""
+    feats = FeatureSet.load(cfg.features)
+    for m in (cfg.query, cfg.target):
+        if m not in feats.modalities:
+            raise UsageError(f"{cfg.features}: no '{m}' features (it has "
+                             f"{', '.join(feats.modalities)})")
+        want, have = cfg.encoders.get(m, DEFAULT_ENCODERS[m]), feats.meta["modalities"][m]["name"]
+        if want != have:
+            raise UsageError(f"{cfg.features}: {m} was encoded with '{have}', not '{want}' "
+                             f"(pass --encoder {m}={have} or re-encode)")
+    return feats
+
+
 def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False,
                   with_baselines: bool = True, progress: bool = True) -> dict:
     """Train, evaluate and index; returns ``{"metrics":…, "baselines":…, "seconds":…}``."""
@@ -236,9 +256,12 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
-    enc = encode_manifest(manifest, out / "features", encoders=cfg.encoders or None,
-                          cache_dir=cfg.cache_dir, progress=progress)
-    data = load_pairs(enc.features, manifest, cfg.query, cfg.target, cfg.relevance)
+    if cfg.features:
+        feats = load_encoded(cfg)
+    else:
+        feats = encode_manifest(manifest, out / "features", encoders=cfg.encoders or None,
+                                cache_dir=cfg.cache_dir, progress=progress).features
+    data = load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance)
     names = (cfg.query, cfg.target)
     qi, tj = data.pairs("train")
     if len(qi) < 2:

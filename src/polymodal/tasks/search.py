@@ -62,6 +62,8 @@ def load_run(root: str | Path) -> RetrievalRun:
     from polymodal.index import load_index
 
     root = Path(root)
+    if root.is_file():
+        raise PolymodalError(f"{root}: is a file, not a run folder")
     if not root.is_dir():
         raise PolymodalError(f"{root}: run folder not found")
     cfg_path = root / "config.yaml"
@@ -72,7 +74,8 @@ def load_run(root: str | Path) -> RetrievalRun:
     except FileNotFoundError:
         raise PolymodalError(f"{root}: not a retrieval run (no config.yaml)") from None
     except Exception as e:
-        raise PolymodalError(f"{cfg_path}: corrupt run config ({type(e).__name__}: {e})") from None
+        raise PolymodalError(f"{cfg_path}: corrupt run config "
+                             f"({type(e).__name__}: {_one_line(e)})") from None
     if doc.get("task") != "retrieval":
         raise PolymodalError(f"{root}: a '{doc.get('task')}' run, not a retrieval run")
     try:
@@ -83,10 +86,17 @@ def load_run(root: str | Path) -> RetrievalRun:
     except FileNotFoundError:
         raise PolymodalError(f"{root}: model.safetensors is missing") from None
     except Exception as e:
-        raise PolymodalError(f"{root / 'model.safetensors'}: corrupt weights "
-                             f"({type(e).__name__}: {str(e)[:200]})") from None
+        raise PolymodalError(f"{root / 'model.safetensors'}: corrupt weights or a config.yaml "
+                             f"that does not match them ({type(e).__name__}: {_one_line(e)})"
+                             ) from None
     model.eval()
     return RetrievalRun(root, cfg, model, encoders, load_index(root / "index"))
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception message on one line (YAML / torch messages span several), shortened."""
+    msg = " ".join(str(e).split())
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 
 def embed_query(run: RetrievalRun, modality: str, item: Any) -> np.ndarray:
@@ -130,6 +140,9 @@ def search_run(run: RetrievalRun, *, text: str | None = None, image: str | None 
     if k <= 0 or k > n:
         raise UsageError(f"k={k} must be between 1 and the index size {n}")
     modality, item = given[0]
+    if modality not in (run.config.query, run.config.target):
+        raise UsageError(f"this run aligns {run.config.query} and {run.config.target}; cannot "
+                         f"search with {modality}")
     if modality == "text" and not str(item).strip():
         raise UsageError("empty text query")
     if modality != "text" and not Path(item).is_file():
