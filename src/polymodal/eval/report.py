@@ -189,14 +189,15 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     m = min(30, len(qe), len(te))
     rows_q = q.rows[:m]
     tj = [int(np.flatnonzero(t.rows == r)[0]) if (t.rows == r).any() else 0 for r in rows_q]
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(5, 4.2))
     imh = ax.imshow(qe[:m] @ te[tj].T, cmap="viridis")
     fig.colorbar(imh)
     ax.set_xlabel(f"{cfg.target} (paired order)"), ax.set_ylabel(cfg.query)
-    ax.set_title("similarity, first test pairs (diagonal = true pairs)")
-    plots.append(_figure("Similarity heat map", fig))
+    ax.set_title("first test pairs (diagonal = true pairs)", fontsize=10)
+    heat = _figure("Similarity heat map", fig)
     parts.append("<div class='plots'>" + "".join(plots) + "</div>")
-    parts.append(_shared_space(plt, TSNE, run, q, t, qe, te, cfg))
+    parts.append("<div class='plots'>" + heat + _shared_space(plt, TSNE, run, q, t, qe, te, cfg)
+                 + "</div>")
     parts.append("<h2>Example queries (test split)</h2><p>Top 5 test "
                  f"{cfg.target}s for each query; ✔ marks a correct answer.</p>")
     recs = run.manifest.records
@@ -243,7 +244,7 @@ def _shared_space(plt, TSNE, run, q, t, qe, te, cfg) -> str:
     lab = [labels[i] for i in rows_t] + [labels[i] for i in q.rows[pick_q]]
     uniq = list(dict.fromkeys(lab))
     cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig, ax = plt.subplots(figsize=(6.6, 4.8))
     nt = len(pick_t)
     lab_t, lab_q = np.array(lab[:nt]), np.array(lab[nt:])
     for c, name in enumerate(uniq[:20]):
@@ -256,7 +257,7 @@ def _shared_space(plt, TSNE, run, q, t, qe, te, cfg) -> str:
         ax.scatter(emb[:nt][rest_t, 0], emb[:nt][rest_t, 1], c="lightgray", marker="o", s=16,
                    label="other")
         ax.scatter(emb[nt:][rest_q, 0], emb[nt:][rest_q, 1], c="lightgray", marker="x", s=16)
-    ax.set_title(f"t-SNE of the shared space: ● {cfg.target}, × {cfg.query} (colour = label)")
+    ax.set_title(f"t-SNE: ● {cfg.target}, × {cfg.query} (colour = label)", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _figure("Shared space (test split)", fig)
 
