@@ -287,7 +287,7 @@ def cmd_fit_generate(a: argparse.Namespace) -> int:
     from polymodal.tasks.generate import fit_generate, format_generate_metrics, generate_config
 
     keys = ("manifest", "model", "condition", "size", "latent_dim", "width", "beta",
-            "batch_size", "limit", "features")
+            "batch_size", "limit", "features", "classifier", "n_eval")
     over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
     train = {k: getattr(a, k) for k in ("epochs", "lr", "seed") if getattr(a, k) is not None}
     cfg = generate_config(a.config, over, train, progress=not a.quiet)
@@ -380,6 +380,9 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
     fg.add_argument("--batch-size", type=int)
     fg.add_argument("--limit", type=int, help="at most this many training rows")
     fg.add_argument("--features", help="already encoded folder for the condition")
+    fg.add_argument("--classifier", help="saved DigitCNN (RUN/digit_classifier.safetensors of "
+                    "another run) to score with, instead of training one")
+    fg.add_argument("--n-eval", type=int, help="generated images scored (default 1000)")
     for k, t in (("epochs", int), ("lr", float), ("seed", int)):
         fg.add_argument(f"--{k}", type=t)
     fg.add_argument("--out", required=True)

@@ -97,3 +97,24 @@ def test_gan_step_trains_generator_and_discriminator():
     assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator_parameters()))
     assert all(p.grad is not None for p in model.gen.parameters())
     assert np.isfinite(float(loss))
+
+
+def test_audio_conditioned_run_and_cli(tmp_path, capsys):
+    """A generator conditioned on spoken digits (log-mel features of the sample's FSDD clips):
+    `generate --audio` draws from a recording; audio that does not decode exits 2."""
+    out = tmp_path / "audio-run"
+    cfg = GenerateConfig(manifest=str(sample_path("av-digits")), model="cvae", condition="audio",
+                         metrics="none", train=TrainConfig(epochs=2, progress=False))
+    res = fit_generate(cfg, out, progress=False)
+    assert res["condition"] == "audio" and res["metrics"] == {}
+    clip = next((sample_path("av-digits").parent / "audio").glob("*.wav"))
+    grid = tmp_path / "a.png"
+    assert main(["generate", str(out), "--audio", str(clip), "--n", "4", "--out", str(grid)]) == 0
+    assert grid.is_file()
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    assert main(["generate", str(out), "--audio", str(bad), "--out", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bad.wav" in err and len(err.strip().splitlines()) == 1
+    assert main(["generate", str(out), "--text", "seven", "--out", str(grid)]) == 2
+    assert "conditioned on audio" in capsys.readouterr().err

@@ -11,6 +11,7 @@ training image: cosine on the image features, or in a retrieval run's shared spa
 
     RUN/config.yaml  RUN/model.safetensors  RUN/vocab.json  RUN/metrics.json
     RUN/samples.jsonl (every test image: references, greedy, beam, nearest-neighbour)
+    RUN/samples.png (8 random test drawings with their captions)
     RUN/train_log.csv  RUN/features/ (unless ``features`` was given)
 
 Conditioning: the GRU starts from the image feature (initial state); the Transformer reads it
@@ -270,6 +271,7 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
          "beam": b, "nearest_neighbour": n}, ensure_ascii=False) + "\n"
         for i, r, g, b, n in zip(te, refs, greedy, beam, nn)))
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
+    samples_figure(out / "samples.jsonl", out / "samples.png")
     for f in ("checkpoint.pt", "best.pt"):
         (out / f).unlink(missing_ok=True)
     return result
@@ -285,6 +287,40 @@ def _save(out: Path, cfg: CaptionConfig, model: torch.nn.Module, vocab: list[str
     doc = {"task": "caption", "spec": model.spec, "encoder": data.encoder_name,
            "encoder_id": data.encoder_id, "config": json.loads(cfg.model_dump_json())}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+
+
+def samples_figure(samples: str | Path, out: str | Path, n: int = 8, seed: int = 0) -> Path:
+    """A picture of ``n`` random test drawings with their first reference, the beam caption and
+    the nearest-neighbour caption (from a run's samples.jsonl)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = [json.loads(x) for x in Path(samples).read_text().splitlines() if x.strip()]
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    cols = min(4, len(pick))
+    fig, axes = plt.subplots(-(-len(pick) // cols), cols, figsize=(3.2 * cols, 3.9 *
+                             -(-len(pick) // cols)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, k in zip(axes.flat, pick):
+        r = rows[k]
+        try:
+            ax.imshow(Image.open(r["image"]).convert("RGB"))
+        except OSError:
+            pass
+        text = [f"ref: {r['references'][0]}", f"beam: {r['beam']}",
+                f"NN: {r['nearest_neighbour']}"]
+        ax.set_title("\n".join(textwrap.shorten(t, 40) for t in text), fontsize=8, loc="left")
+    fig.tight_layout()
+    with atomic_path(Path(out)) as tmp:
+        fig.savefig(tmp, format="png", dpi=72)
+    plt.close(fig)
+    return Path(out)
 
 
 # ---------------------------------------------------------------- inference
