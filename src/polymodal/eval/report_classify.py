@@ -116,8 +116,8 @@ def analysis_section(folder: Path, max_rows: int = 40) -> str:
         else ([], [])
     if rows:
         more = f" (first {max_rows} of {len(rows)})" if len(rows) > max_rows else ""
-        out += f"<h2>Robustness table{more}</h2>" + _table(
-            cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]])
+        out += f"<div><h2>Robustness table{more}</h2>" + _table(
+            cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]) + "</div>"
     return out
 
 

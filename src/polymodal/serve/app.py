@@ -17,7 +17,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
-                                    upload_modality)
+                                    upload_modality, warm_up)
 
 STATIC = Path(__file__).parent / "static"
 # endpoint -> the run kind that has it; the others answer 400 with a message
@@ -168,7 +168,7 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     by_id = {r.id: r for r in run.manifest.records}
     if preload:
         for modality in {cfg.query, cfg.target}:
-            run.encoder(modality)
+            warm_up(run.encoder(modality), modality)
 
     class TextQuery(BaseModel):
         text: str

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.errors import UsageError
-from polymodal.serve.common import Guard
+from polymodal.serve.common import Guard, warm_up
 
 MAX_BEAM = 10
 
@@ -21,7 +21,7 @@ def caption_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool) -
 
     run = load_captioner(run_dir)
     if preload:
-        run.encoder()
+        warm_up(run.encoder(), "image")
     default_beam = int(run.doc.get("config", {}).get("beam", 1))
 
     def work(path: str, beam: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.errors import DecodeError, PolymodalError, UsageError
-from polymodal.serve.common import Guard
+from polymodal.serve.common import Guard, warm_up
 
 
 def encoder_name(encoder_id: str, fallback: str | None = None) -> str | None:
@@ -108,7 +108,7 @@ def classify_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool) 
     model = Classifier(run_dir)
     if preload:
         for m in model.modalities:
-            model.encoder(m)
+            warm_up(model.encoder(m), m)
     mods = model.modalities
 
     @app.post("/classify")
