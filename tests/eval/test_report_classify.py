@@ -46,7 +46,7 @@ def test_classification_report(run, tmp_path):
     html = out.read_text(encoding="utf-8")
     heads = _sections(html)
     for h in ("Metrics", "Modalities", "Confusion matrix (test split)",
-              "Accuracy by modalities present", "Attention weights by class", "Training loss"):
+              "Accuracy by modalities present", "Fusion weights by class", "Training loss"):
         assert h in heads, heads
     assert _images(html) == 3 and "src='/" not in html and "file:" not in html
     metrics = json.loads((run / "metrics.json").read_text())
@@ -93,8 +93,8 @@ def test_compare_report_of_a_real_compare(run, tmp_path):
     best = res["summary"][0]["method"]
     assert heads[0].startswith("Summary") and f"Best method: {best} (runs/{best}-s0)" in heads
     assert "accuracy by method" in heads
-    assert "Modality importance by method (Shapley, first seed)" in heads
+    assert "Modality importance (Shapley)" in heads
     assert "Confusion matrix (test split)" in heads
-    assert any(h.startswith("Attention weights by class") for h in heads)
+    assert any(h.startswith("Fusion weights by class") for h in heads)
     assert "<td>early</td>" in html and "<td>attention</td>" in html
     assert "predictions.csv" not in html  # run folders' CSVs are summarised, not dumped

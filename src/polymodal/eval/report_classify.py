@@ -83,6 +83,11 @@ def attention_section(run: Path, max_classes: int = 20) -> str:
     if w is None or not len(w) or clf.problem != "classification":
         return ""
     mods, labels = clf.modalities, [str(x) for x in clf.labels]
+    full = test.mask.all(1)
+    if full.any() and float(np.ptp(w[full], axis=0).max()) < 1e-4:  # e.g. late fusion's mean
+        return (f"<div><h2>Fusion weights by class</h2><p>{html.escape(clf.doc['method'])}: "
+                "the same weights for every test row with all modalities: " + ", ".join(
+                    f"{m} {w[full][0, j]:.3f}" for j, m in enumerate(mods)) + "</p></div>")
     classes = sorted(set(test.y.tolist()))[:max_classes]
     means = np.array([w[test.y == c].mean(0) for c in classes])
     plt = _plt()
@@ -95,7 +100,7 @@ def attention_section(run: Path, max_classes: int = 20) -> str:
     ax.set_ylim(0, 1.0), ax.legend(fontsize=8, loc="upper right")
     ax.set_title(f"{clf.doc['method']} fusion weights per modality")
     overall = {m: float(w[:, j].mean()) for j, m in enumerate(mods)}
-    return ("<div><h2>Attention weights by class</h2><img class='plot' src='" + _fig_b64(fig) +
+    return ("<div><h2>Fusion weights by class</h2><img class='plot' src='" + _fig_b64(fig) +
             "'><p>mean over all test rows: " +
             ", ".join(f"{m} {v:.3f}" for m, v in overall.items()) + "</p></div>")
 
@@ -107,18 +112,24 @@ def _png(path: Path, title: str) -> str:
             f"{base64.b64encode(path.read_bytes()).decode()}'></div>")
 
 
-def analysis_section(folder: Path, max_rows: int = 40) -> str:
-    """Robustness curves and modality importance written by the analysis commands, if any."""
+def analysis_section(folder: Path, table: bool = True, max_rows: int = 40) -> str:
+    """Robustness curves and modality importance written by the analysis commands, if any
+    (``table``: also the robustness table, first ``max_rows`` rows)."""
     parts = [_png(folder / "robustness.png", "Robustness: missing and noisy modalities"),
              _png(folder / "importance.png", "Modality importance")]
     out = "".join(p for p in parts if p)
+    return out + (robustness_table(folder, max_rows) if table else "")
+
+
+def robustness_table(folder: Path, max_rows: int = 40) -> str:
+    """``folder/robustness.csv`` as a table (empty when absent)."""
     rows, cols = _read_csv(folder / "robustness.csv") if (folder / "robustness.csv").is_file() \
         else ([], [])
-    if rows:
-        more = f" (first {max_rows} of {len(rows)})" if len(rows) > max_rows else ""
-        out += f"<div><h2>Robustness table{more}</h2>" + _table(
-            cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]) + "</div>"
-    return out
+    if not rows:
+        return ""
+    more = f" (first {max_rows} of {len(rows)})" if len(rows) > max_rows else ""
+    return (f"<div><h2>Robustness table{more}</h2>" +
+            _table(cols, [[r.get(c, "") for c in cols] for r in rows[:max_rows]]) + "</div>")
 
 
 def _metrics_rows(res: dict) -> list[list[Any]]:
@@ -172,7 +183,7 @@ def _importance_across(root: Path, runs: dict[str, list[str]]) -> str:
         return ""
     mods = list(next(iter(found.values()))["modalities"])
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(found) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(4, 0.38 * len(found) + 1.2), 3.4))
     width = 0.8 / len(mods)
     pos = np.arange(len(found))
     for j, m in enumerate(mods):
@@ -182,7 +193,8 @@ def _importance_across(root: Path, runs: dict[str, list[str]]) -> str:
     ax.axhline(0, color="k", lw=.6), ax.legend(fontsize=8), ax.grid(alpha=.3, axis="y")
     metric = next(iter(found.values())).get("metric", "metric")
     ax.set_ylabel(f"Shapley share of test {metric}")
-    return _figure("Modality importance by method (Shapley, first seed)", fig)
+    ax.set_title("first seed of each method", fontsize=10)
+    return _figure("Modality importance (Shapley)", fig)
 
 
 def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60) -> Path:
@@ -212,10 +224,11 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
     plots = []
     if vals and all(v is not None for v in vals):
         names = [str(r.get("method") or r.get(header[0])) for r in summary]
-        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
+        fig, ax = plt.subplots(figsize=(max(4, 0.38 * len(names) + 1.2), 3.4))
         ax.bar(names, [v[0] for v in vals], yerr=[v[1] for v in vals], color="#42a5f5",
                capsize=3)
-        ax.set_ylabel(f"test {key}"), ax.tick_params(axis="x", rotation=45)
+        ax.set_ylabel(f"test {key}")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         lo, hi = min(v[0] - v[1] for v in vals), max(v[0] + v[1] for v in vals)
         if key in ("accuracy", "macro_f1", "auroc"):
             ax.set_ylim(max(0.0, lo - 0.1), min(1.0, hi + 0.05))
@@ -224,7 +237,7 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
     runs = doc.get("runs", {})
     plots.append(_importance_across(root, runs))
     parts.append("<div class='plots'>" + "".join(plots) + "</div>")
-    parts.append("<div class='plots'>" + analysis_section(root) + "</div>")
+    parts.append("<div class='plots'>" + analysis_section(root, table=False) + "</div>")
     best = str(summary[0].get("method", ""))
     best_runs = runs.get(best) or []
     if best_runs:
@@ -232,12 +245,12 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
         parts.append(f"<h2>Best method: {html.escape(best)} ({html.escape(best_runs[0])})</h2>")
         parts.append("<div class='plots'>" + confusion_section(run / "predictions.csv") +
                      attention_section(run) + "</div>")
-    attn = [m for m in runs if m != best and m in ("attention", "gated", "cross_attention")]
-    if attn:
-        parts.append("<div class='plots'>" + "".join(
-            attention_section(root / runs[m][0]).replace(
-                "Attention weights by class", f"Attention weights by class: {m}")
-            for m in attn if runs[m]) + "</div>")
+    others = [attention_section(root / runs[m][0]).replace(
+        "Fusion weights by class", f"Fusion weights by class: {html.escape(m)}")
+        for m in runs if m != best and runs[m] and not m.startswith("unimodal:")]
+    if any(others):  # fusions that expose weights (attention, gated, cross-attention)
+        parts.append("<div class='plots'>" + "".join(others) + "</div>")
+    parts.append(robustness_table(root, max_rows))
     results, rcols = _read_csv(root / "results.csv") if (root / "results.csv").is_file() \
         else ([], [])
     if results:
@@ -250,4 +263,4 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
 
 
 __all__ = ["analysis_section", "attention_section", "classification_report", "compare_report",
-           "confusion_section"]
+           "confusion_section", "robustness_table"]
