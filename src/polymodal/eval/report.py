@@ -21,7 +21,7 @@ table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;pad
 text-align:right}th{background:#eceff1}td:first-child,th:first-child{text-align:left}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}h2{margin-top:32px}
 .plots{display:flex;flex-wrap:wrap;gap:12px 28px;align-items:flex-start}
-.plots h2{margin-top:16px}.plots img.plot{max-height:440px}
+.plots h2{margin-top:16px}.plots img.plot{max-height:440px}.plots img.big{max-height:none}
 .g{display:flex;gap:8px;flex-wrap:wrap;margin-bottom:14px}
 .g div{width:130px;font-size:12px;overflow-wrap:anywhere;line-height:1.3}
 .g img{width:128px;height:128px;object-fit:contain;background:#fff;border:1px solid #ddd}

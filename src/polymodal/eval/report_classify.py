@@ -61,8 +61,9 @@ def confusion_section(predictions: Path, title: str = "Confusion matrix (test sp
         by[r.get("modalities") or "(none)"].append(r["target"] == r["prediction"])
     table = _table(["modalities present", "test rows", "accuracy"],
                    [[k, len(v), float(np.mean(v))] for k, v in sorted(by.items())])
-    return (_figure(title, fig) + "<div><h2>Accuracy by modalities present</h2>" + table +
-            "</div>")
+    big = " big" if n > 12 else ""  # many classes: do not shrink the matrix to the row height
+    return (f"<div><h2>{html.escape(title)}</h2><img class='plot{big}' src='{_fig_b64(fig)}'>"
+            "</div><div><h2>Accuracy by modalities present</h2>" + table + "</div>")
 
 
 def attention_section(run: Path, max_classes: int = 20) -> str:
