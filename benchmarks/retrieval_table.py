@@ -74,8 +74,13 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest for these small heads on a busy machine)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+
+    import torch
+    torch.set_num_threads(args.threads)
 
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]

@@ -53,10 +53,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--naive-pairs", type=int, default=5120,
                     help="pairs per timed run of the (slow) naive reference")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
 
     import numpy as np
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from polymodal.align.losses import loss_params
     from polymodal.tasks.retrieval import AlignModel, RetrievalConfig, _loss_fn

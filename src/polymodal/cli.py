@@ -136,6 +136,8 @@ def cmd_search(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from polymodal.tasks.search import eval_run, load_run
 
+    if a.zero_shot:
+        return _eval_zero_shot(a)
     res = eval_run(load_run(a.run), a.manifest, None if a.split == "all" else a.split,
                    progress=not a.quiet)
     if a.json:
@@ -143,6 +145,21 @@ def cmd_eval(a: argparse.Namespace) -> int:
     else:
         for d, m in res.items():
             print(f"{d:<14} " + "  ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    return 0
+
+
+def _eval_zero_shot(a: argparse.Namespace) -> int:
+    from polymodal.tasks.search import load_run
+    from polymodal.tasks.zeroshot import zero_shot_run
+
+    res = zero_shot_run(load_run(a.run), a.zero_shot, a.prompt, a.manifest,
+                        None if a.split == "all" else a.split, progress=not a.quiet)
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"zero-shot {res['column']} ({res['split']}): accuracy {res['accuracy']:.3f} on "
+              f"{res['n_items']} items, {res['n_classes']} classes (chance {res['chance']:.3f}, "
+              f"majority class {res['majority']:.3f}); prompt e.g. '{res['prompts'][0]}'")
     return 0
 
 
@@ -503,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run")
     ev.add_argument("--manifest", default=None, help="default: the run's own manifest")
     ev.add_argument("--split", default="test", help="train, val, test or all")
+    ev.add_argument("--zero-shot", metavar="COLUMN", help="instead: zero-shot classification of "
+                    "the non-text items by their nearest class-name prompt (text runs only)")
+    ev.add_argument("--prompt", default="{}", help="prompt template for --zero-shot, "
+                    "e.g. 'a drawing of {}'")
     ev.add_argument("--json", action="store_true")
 
     sv = add("serve", cmd_serve, "serve a run: search API + web page")

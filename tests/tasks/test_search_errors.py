@@ -7,50 +7,24 @@ costs a few seconds: only the queries that reach the model load the real text en
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tasks_testdata import write_features
+
 from polymodal.cli import main
 from polymodal.data.datasets import sample_path
-from polymodal.data.manifest import read_manifest
 from polymodal.errors import UsageError
 from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
 from polymodal.tasks.search import load_run, search_run
 
 
-def write_features(folder: Path, manifest: Path, dims: dict[str, int],
-                   names: dict[str, str]) -> Path:
-    """A feature folder in the `polymodal encode --out` layout with random vectors."""
-    rng = np.random.default_rng(0)
-    recs = read_manifest(manifest).records
-    folder.mkdir(parents=True)
-    mods = {}
-    for m, d in dims.items():
-        rows = np.repeat(np.arange(len(recs)), [len(r.text) if m == "text" else 1 for r in recs])
-        np.save(folder / f"{m}.npy", rng.standard_normal((len(rows), d)).astype(np.float16))
-        np.save(folder / f"{m}_rows.npy", rows.astype(np.int64))
-        mods[m] = {"encoder": f"{names[m]}|random", "name": names[m], "dim": d,
-                   "count": len(rows)}
-    (folder / "ids.json").write_text(json.dumps([r.id for r in recs]))
-    (folder / "features.json").write_text(json.dumps({"manifest": str(manifest),
-                                                      "n_rows": len(recs), "modalities": mods}))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("search-errors")
-    manifest = sample_path("openclipart")
-    feats = write_features(tmp / "features", manifest, {"text": 384, "image": 1280},
-                           {"text": "minilm", "image": "efficientnet-lite0"})
-    cfg = RetrievalConfig(manifest=str(manifest), features=str(feats), loss="cca", dim=8,
-                          relevance="caption_group")
-    fit_retrieval(cfg, tmp / "run", with_baselines=False, progress=False)
-    return tmp / "run"
+@pytest.fixture
+def run(random_feature_run) -> Path:
+    return random_feature_run
 
 
 def cli_error(capsys, *args: str) -> str:

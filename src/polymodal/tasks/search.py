@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import yaml
 
+from polymodal.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, Record, read_manifest
 from polymodal.encoders import Encoder, build_encoder
 from polymodal.errors import DecodeError, PolymodalError, UsageError
@@ -158,18 +159,29 @@ def search_run(run: RetrievalRun, *, text: str | None = None, image: str | None 
     return hits
 
 
+def run_features(run: RetrievalRun, m: Manifest, modalities: tuple[str, ...], own: bool,
+                 progress: bool = True) -> FeatureSet:
+    """Features of ``m`` for ``modalities``: the run's pre-encoded folder when it was fitted on
+    one and ``m`` is its own manifest (``own``), otherwise encoded (cached) with its encoders."""
+    from polymodal.tasks.encode import encode_manifest
+
+    cfg = run.config
+    if own and cfg.features and (Path(cfg.features) / "features.json").is_file():
+        return FeatureSet.load(cfg.features)
+    return encode_manifest(m, run.root / "eval_features", encoders={
+        mod: run.encoders[mod] for mod in modalities}, cache_dir=cfg.cache_dir,
+        progress=progress).features
+
+
 def eval_run(run: RetrievalRun, manifest: str | Path | None = None, split: str | None = "test",
              progress: bool = True) -> dict:
     """Re-evaluate a run on a manifest split (default: its own manifest's test split)."""
-    from polymodal.tasks.encode import encode_manifest
     from polymodal.tasks.pairs import load_pairs
 
     cfg = run.config
     m = read_manifest(manifest or cfg.manifest, columns=cfg.columns)
-    enc = encode_manifest(m, run.root / "eval_features", encoders={
-        mod: run.encoders[mod] for mod in (cfg.query, cfg.target)}, cache_dir=cfg.cache_dir,
-        progress=progress)
-    data = load_pairs(enc.features, m, cfg.query, cfg.target, cfg.relevance)
+    feats = run_features(run, m, (cfg.query, cfg.target), manifest is None, progress)
+    data = load_pairs(feats, m, cfg.query, cfg.target, cfg.relevance)
     if split is not None:
         if split not in set(data.split):
             raise UsageError(f"split '{split}' has no rows in {m.path}")
