@@ -169,7 +169,10 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
              _run_facts(root) + "</div></div>",
              "<p>R@K: share of queries with a correct answer in the top K; MedR: median rank "
              "of the first correct answer (lower is better); mAP: mean average precision.</p>"]
-    data = load_pairs(FeatureSet.load(root / "features"), run.manifest, cfg.query, cfg.target,
+    feats = root / "features"  # a run fitted on pre-encoded features (`--features`) has none
+    if not feats.is_dir() and getattr(cfg, "features", None):
+        feats = Path(cfg.features)
+    data = load_pairs(FeatureSet.load(feats), run.manifest, cfg.query, cfg.target,
                       cfg.relevance)
     q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
     qe, te = run.model.embed_numpy(q.x, "query"), run.model.embed_numpy(t.x, "target")
@@ -229,7 +232,7 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
 def _shared_space(plt, TSNE, run, q, t, qe, te, cfg) -> str:
     """t-SNE of test targets and their queries, coloured by label (empty when too few)."""
     n = min(400, len(te))
-    pick_t = np.arange(len(te))[:n]
+    pick_t = np.sort(np.random.default_rng(0).choice(len(te), n, replace=False))  # all labels
     rows_t = t.rows[pick_t]
     pick_q = np.flatnonzero(np.isin(q.rows, rows_t))[:n]
     X = np.concatenate([te[pick_t], qe[pick_q]])
