@@ -526,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "e.g. 'a drawing of {}'")
     ev.add_argument("--json", action="store_true")
 
-    sv = add("serve", cmd_serve, "serve a run: search API + web page")
+    sv = add("serve", cmd_serve, "serve a retrieval, classification or caption run: HTTP API "
+             "(docs at /docs) + web page")
     sv.add_argument("run")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
