@@ -111,7 +111,7 @@ async def load(base: str, texts: list[str], images: list[Path], args) -> dict:
     jobs = [("image", images[i % len(images)]) for i in range(n_img)] + \
            [("text", t) for t in texts[n_img:]]
     sem = asyncio.Semaphore(args.concurrency)
-    lat, server_ms, search_ms, errors = [], [], [], {}
+    lat, server_ms, search_ms, errors, batches = [], [], [], {}, []
     limits = httpx.Limits(max_connections=args.concurrency,
                           max_keepalive_connections=args.concurrency)
 
@@ -131,6 +131,8 @@ async def load(base: str, texts: list[str], images: list[Path], args) -> dict:
                     key = None if len(body["hits"]) == args.k else "wrong number of hits"
                     server_ms.append(body["latency_ms"])
                     search_ms.append(body["search_ms"])
+                    if kind == "text":
+                        batches.append(body.get("batch", 1))
             except Exception as e:  # timeouts, refused connections: counted, not raised
                 key = f"{type(e).__name__}: {str(e)[:120]}"
             if key:
@@ -152,7 +154,9 @@ async def load(base: str, texts: list[str], images: list[Path], args) -> dict:
             "errors": sum(errors.values()), "error_kinds": errors, "wall_s": round(wall, 2),
             "requests_per_s": round(len(lat) / wall, 1) if wall else 0.0,
             **_percentiles("latency_ms", [x * 1000 for x in lat]),
-            **_percentiles("server_ms", server_ms), **_percentiles("search_ms", search_ms)}
+            **_percentiles("server_ms", server_ms), **_percentiles("search_ms", search_ms),
+            "text_batch_mean": round(statistics.mean(batches), 1) if batches else None,
+            "text_batch_max": max(batches) if batches else None}
 
 
 def _percentiles(name: str, xs: list[float]) -> dict:
@@ -203,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {res['latency_ms_p99']}  mean {res['latency_ms_mean']}")
             print(f"server time ms (queue included): p50 {res['server_ms_p50']}  "
                   f"p99 {res['server_ms_p99']}")
-            print(f"search alone ms (encode + index): p50 {res['search_ms_p50']}  "
+            print(f"search alone ms (encode + index, per batch): p50 {res['search_ms_p50']}  "
                   f"p99 {res['search_ms_p99']}  mean {res['search_ms_mean']}")
+            print(f"text queries per encoding batch: mean {res['text_batch_mean']}  "
+                  f"max {res['text_batch_max']}")
         print(f"server alive after the load: {res['server_alive_after']}; log: {log}")
     return 0 if res["errors"] == 0 else 1
 

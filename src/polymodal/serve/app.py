@@ -1,11 +1,13 @@
-"""HTTP API over a run folder: search, embed, health, thumbnails, and the static page.
+"""HTTP API over a run folder (retrieval: search, embed, thumbnails, media; classification:
+classify; caption: caption), health, offline API docs and the static page.
 
 Only files that the run's manifest names are served (``/thumb/{id}``, ``/media/{id}`` look the
 id up in the manifest; the id is never used as a path), so a traversal attempt is a plain 404.
 Uploads are size-limited (``Content-Length`` is checked before the body is read, and the body
 again after) and decoded with the same loaders as the batch jobs, so an undecodable file is a
 4xx with a message, never a crashed worker. Model work runs in a worker thread behind a lock;
-the event loop keeps answering ``/health`` meanwhile.
+the event loop keeps answering ``/health`` meanwhile. Concurrent searches are encoded in
+batches (`polymodal.serve.batching`).
 """
 # No ``from __future__ import annotations`` here: FastAPI must see the request models defined
 # inside create_app as real classes, not as strings it cannot resolve.
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
+from polymodal.errors import UsageError
 from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
                                     upload_modality, warm_up)
 
@@ -161,7 +164,8 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     from pydantic import BaseModel
     from starlette.concurrency import run_in_threadpool
 
-    from polymodal.tasks.search import embed_query, load_run, search_run
+    from polymodal.serve.batching import SearchBatcher
+    from polymodal.tasks.search import embed_query, load_run
 
     run = load_run(run_dir)
     cfg = run.config
@@ -177,31 +181,36 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     class EmbedText(BaseModel):
         text: str
 
-    async def _search(k: int, tmp: Path | None = None, name: str = "", **query: Any) -> dict:
-        """``latency_ms``: the request's time in the server (waiting for the model included);
-        ``search_ms``: encoding + index search alone."""
+    batcher = SearchBatcher(run)
+    app.state.guard, app.state.batcher = guard, batcher
+
+    async def _batched(query: str, k: int, modality: str = "text", tmp: Path | None = None,
+                       name: str = "") -> dict:
+        """Queue a search, wait for its batch. ``latency_ms``: the request's time in the server
+        (waiting for the model included); ``search_ms``: encoding + index search of its batch;
+        ``batch``: how many queries shared that encoding."""
         t0 = time.perf_counter()
-
-        def work() -> tuple[list, float]:
-            t1 = time.perf_counter()
-            return search_run(run, k=k, **query), time.perf_counter() - t1
-
-        hits, took = await run_in_threadpool(guard.run, work, {str(tmp): name} if tmp else None)
-        return {"hits": hit_dicts(hits, cfg.target),
+        try:
+            item = batcher.submit(query, k, modality)
+        except UsageError as e:
+            raise HTTPException(400, str(e)) from None
+        done = await run_in_threadpool(guard.run, lambda: batcher.result(item),
+                                       {str(tmp): name} if tmp else None)
+        return {"hits": hit_dicts(done.hits, cfg.target),
                 "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
-                "search_ms": round(took * 1000, 2)}
+                "search_ms": round(done.search_ms, 2), "batch": done.batch}
 
     @app.post("/search")
     async def search_text(q: TextQuery) -> dict:
         """Search with a text query (JSON body ``{"text": …, "k": …}``)."""
-        return await _search(q.k, text=q.text)
+        return await _batched(q.text, q.k)
 
     @app.post("/search/file")
     async def search_file(file: UploadFile = File(...), k: int = Form(10)) -> dict:
         """Search with an uploaded image or audio file (multipart: ``file``, ``k``)."""
         path, modality = await guard.save(file)
         try:
-            return await _search(k, path, file.filename or "upload", **{modality: str(path)})
+            return await _batched(str(path), k, modality, path, file.filename or "upload")
         finally:
             path.unlink(missing_ok=True)
 
