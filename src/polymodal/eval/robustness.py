@@ -4,7 +4,11 @@ noisy at test time. Pure functions over ``evaluate(x, mask) -> float`` (any mode
 * missing: the modality is masked for a fraction of the rows that have it (rows chosen with a
   seeded generator; fraction 1.0 masks it everywhere).
 * noise: Gaussian noise is added to the modality's features at a signal-to-noise ratio in dB,
-  relative to the mean power (mean square) of the features of the rows that have it.
+  per dimension: dimension d gets noise of variance ``var_d / 10^(snr/10)``, where ``var_d`` is
+  its variance across the rows that have the modality. Not the raw mean square (pooled CNN
+  features carry a large constant offset) and not one isotropic level (feature variances differ
+  by orders of magnitude and models standardise each dimension, so low-variance dimensions
+  would be swamped and "20 dB" would already be destructive).
 """
 from __future__ import annotations
 
@@ -33,14 +37,15 @@ def mask_missing(mask: np.ndarray, column: int, fraction: float, seed: int = 0) 
 
 def add_noise(x: np.ndarray, snr_db: float, present: np.ndarray | None = None,
               seed: int = 0) -> np.ndarray:
-    """``x [N, d]`` plus Gaussian noise with power ``P / 10^(snr_db/10)``, where ``P`` is the
-    mean square of the rows in ``present`` (default all). ``snr_db = inf`` returns a copy."""
+    """``x [N, d]`` plus Gaussian noise of variance ``var_d / 10^(snr_db/10)`` in dimension d,
+    ``var_d`` being its variance over the rows in ``present`` (default all). ``snr_db = inf``
+    returns a copy."""
     x = np.asarray(x, np.float32)
     if np.isinf(snr_db) and snr_db > 0:
         return x.copy()
     rows = x if present is None else x[np.asarray(present, bool)]
-    power = float(np.mean(rows.astype(np.float64) ** 2)) if rows.size else 0.0
-    sigma = np.sqrt(power / 10 ** (snr_db / 10))
+    var = rows.astype(np.float64).var(axis=0) if len(rows) > 1 else np.zeros(x.shape[1])
+    sigma = np.sqrt(var / 10 ** (snr_db / 10)).astype(np.float32)
     noise = np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
     return x + sigma * noise
 
