@@ -8,7 +8,7 @@ errors, client-side p50 / p90 / p99 latency, server-side search time and request
 load phase is bounded by ``--max-seconds``; each request by ``--request-timeout``.
 
     .venv/bin/python benchmarks/serve_load.py [RUN] [--requests 500] [--concurrency 500]
-        [--image-share 0.1] [--k 10] [--json]
+        [--image-share 0.1] [--k 10] [--max-batch 64] [--json]
 
 Without RUN it uses runs/quickstart, building it first with ``polymodal quickstart`` if missing.
 """
@@ -73,12 +73,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, log: Path, wait_s: float = 180) -> subprocess.Popen:
+def start_server(run: Path, port: int, log: Path, wait_s: float = 180,
+                 max_batch: int = 64) -> subprocess.Popen:
     """``polymodal serve`` in a child process; returns once /health answers."""
     import httpx
 
     proc = subprocess.Popen(CLI + ["serve", str(run), "--host", "127.0.0.1", "--port",
-                                   str(port)], env=_env(), stdout=log.open("w"),
+                                   str(port), "--max-batch", str(max_batch)], env=_env(),
+                            stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
     t0 = time.time()
     while time.time() - t0 < wait_s:
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-seconds", type=float, default=300, help="bound on the load phase")
     ap.add_argument("--request-timeout", type=float, default=120)
+    ap.add_argument("--max-batch", type=int, default=64,
+                    help="server's most searches per encoding batch (1: no batching)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     if not (0 < args.requests <= 100_000 and 0 < args.concurrency and 0 <= args.image_share <= 1):
@@ -186,18 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     texts, images = queries_of(run, args.requests)
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"polymodal-serve-load-{port}.log"
-    proc = start_server(run, port, log)
+    proc = start_server(run, port, log, max_batch=args.max_batch)
     try:
         res = asyncio.run(load(f"http://127.0.0.1:{port}", texts, images, args))
         res["server_alive_after"] = proc.poll() is None
     finally:
         stop_server(proc)
-    res.update(run=str(run), concurrency=args.concurrency, k=args.k, cpus=os.cpu_count())
+    res.update(run=str(run), concurrency=args.concurrency, k=args.k, cpus=os.cpu_count(),
+               max_batch=args.max_batch)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
         print(f"run {run}: {res['requests']} requests ({res['image_uploads']} image uploads), "
-              f"at most {args.concurrency} in flight, k={args.k}, {res['cpus']} CPUs")
+              f"at most {args.concurrency} in flight, k={args.k}, {res['cpus']} CPUs, "
+              f"server --max-batch {args.max_batch}")
         print(f"ok {res['ok']}  errors {res['errors']}  wall {res['wall_s']} s  "
               f"throughput {res['requests_per_s']} req/s")
         for kind, n in res["error_kinds"].items():

@@ -173,7 +173,8 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from polymodal.serve.app import serve
 
-    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb)
+    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb,
+          max_batch=a.max_batch)
     return 0
 
 
@@ -532,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--max-upload-mb", type=float, default=10.0)
+    sv.add_argument("--max-batch", type=int, default=64, help="most concurrent searches "
+                    "encoded together (1: no batching)")
 
     rp = add("report", cmd_report, "write a stand-alone HTML report for a run or compare folder")
     rp.add_argument("path", help="run folder or compare folder")

@@ -61,11 +61,13 @@ def _thumbnail_png(path: str, mtime: float, size: int = 160) -> bytes:
     return buf.getvalue()
 
 
-def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool = False) -> Any:
+def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool = False,
+               max_batch: int = 64) -> Any:
     """Build the FastAPI app for a run folder. The run's kind (config.yaml ``task``) decides the
     endpoints: retrieval (``/search``, ``/search/file``, ``/embed``, ``/thumb``, ``/media``),
     classification (``/classify``) or caption (``/caption``); the other kinds' endpoints answer
-    400 with a message. ``preload`` loads the encoders now instead of on the first request."""
+    400 with a message. ``preload`` loads the encoders now instead of on the first request;
+    ``max_batch``: most concurrent searches encoded together (1 turns batching off)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -76,7 +78,9 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
     if swagger:
         _offline_docs(app, swagger)
     if kind == "retrieval":
-        info = _retrieval_routes(app, guard, run_dir, preload)
+        if max_batch < 1:
+            raise UsageError(f"max_batch must be >= 1, got {max_batch}")
+        info = _retrieval_routes(app, guard, run_dir, preload, max_batch)
     elif kind == "classification":
         from polymodal.serve.classify import classify_routes
 
@@ -157,7 +161,8 @@ def _wrong_kind(kind: str, needs: str, path: str) -> Callable:
     return handler
 
 
-def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool) -> dict:
+def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool,
+                      max_batch: int = 64) -> dict:
     """Search / embed / thumbnails / media for a retrieval run; returns its /health facts."""
     from fastapi import File, Form, HTTPException, Request, UploadFile
     from fastapi.responses import FileResponse, Response
@@ -181,7 +186,7 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     class EmbedText(BaseModel):
         text: str
 
-    batcher = SearchBatcher(run)
+    batcher = SearchBatcher(run, max_batch)
     app.state.guard, app.state.batcher = guard, batcher
 
     async def _batched(query: str, k: int, modality: str = "text", tmp: Path | None = None,
@@ -275,9 +280,10 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = 10.0) -> None:
-    """Run the app with uvicorn (blocking); encoders are loaded before it listens."""
+          max_upload_mb: float = 10.0, max_batch: int = 64) -> None:
+    """Run the app with uvicorn (blocking); encoders are loaded and warmed up before it
+    listens."""
     import uvicorn
 
-    app = create_app(run_dir, max_upload_mb, preload=True)
+    app = create_app(run_dir, max_upload_mb, preload=True, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="info")
