@@ -136,5 +136,11 @@ def test_explain_cli_and_attention_weights(runs, test_split, capsys):
     assert f"row {rid}" in out and "Shapley contributions" in out and "attention weights" in out
     w = explain_row(run, rid)["attention"]
     assert sum(w.values()) == pytest.approx(1.0, abs=1e-5)
+    out_dir = run.parent / "rob-attention"
+    assert main(["robustness", str(run), "--missing", "audio:0,1", "--out", str(out_dir),
+                 "-q"]) == 0
+    lines = (out_dir / "robustness.csv").read_text().splitlines()
+    assert len(lines) == 3 and all(x.startswith("attention,missing,audio,") for x in lines[1:])
+    capsys.readouterr()
     assert main(["explain", str(run), "--row", "no-such-row"]) == 2
     assert "unknown row id 'no-such-row'" in capsys.readouterr().err

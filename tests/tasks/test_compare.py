@@ -153,3 +153,16 @@ def test_compare_and_robustness_argument_errors(avd, cmp, tmp_path, capsys):
     assert rc == 2 and "unknown modality 'text'" in capsys.readouterr().err
     rc = main(["robustness", str(tmp_path), "--missing", "audio:1"])
     assert rc == 2 and "not a classification run" in capsys.readouterr().err
+
+
+def test_compare_regression_target(avd, tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["compare", *_base(avd), "--target", "ink", "--fusions", "early,unimodal:image",
+                 "--seeds", "1", *FAST, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[:4] == ["method", "seeds", "r2", "mae"]
+    results = _rows(out / "results.csv")
+    assert list(results[0])[:4] == ["method", "seed", "r2", "mae"]
+    summary = _rows(out / "summary.csv")
+    r2 = [float(r["r2"].split("±")[0]) for r in summary]
+    assert r2 == sorted(r2, reverse=True) and r2[0] > 0.3  # ink is visible in the image
+    assert json.loads((out / "compare.json").read_text())["primary_metric"] == "r2"
