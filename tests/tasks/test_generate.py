@@ -118,3 +118,21 @@ def test_audio_conditioned_run_and_cli(tmp_path, capsys):
     assert err.startswith("error:") and "bad.wav" in err and len(err.strip().splitlines()) == 1
     assert main(["generate", str(out), "--text", "seven", "--out", str(grid)]) == 2
     assert "conditioned on audio" in capsys.readouterr().err
+
+
+def test_spectral_norm_folds_back_to_plain_weights():
+    """The GAN trains with a spectrally normalised discriminator but saves plain CondGAN keys,
+    so `build_generator` + `load_state_dict` read the run back."""
+    import torch
+
+    from polymodal.tasks.gen_models import CondGAN, build_generator
+    from polymodal.tasks.generate import spectral_norm_discriminator
+
+    model = CondGAN(1, 28, 8, latent_dim=8, width=8)
+    keys = set(model.state_dict())
+    spectral_norm_discriminator(model, True)
+    assert any(k.endswith("weight_orig") for k in model.state_dict())
+    model.critic(torch.rand(4, 1, 28, 28), torch.randn(4, 8))
+    spectral_norm_discriminator(model, False)
+    assert set(model.state_dict()) == keys
+    build_generator(model.spec).load_state_dict(model.state_dict())

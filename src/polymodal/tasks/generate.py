@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from polymodal.cache.atomic import atomic_path, atomic_write_text
 from polymodal.errors import PolymodalError, UsageError
 from polymodal.tasks import _gendata as gd
-from polymodal.tasks.gen_models import CVAE, CondGAN, build_generator, cvae_loss, d_loss, g_loss
+from polymodal.tasks.gen_models import CVAE, CondGAN, build_generator, cvae_loss, g_loss
 from polymodal.train.loop import TrainConfig, fit_loop, seed_everything
 
 
@@ -89,20 +89,48 @@ def generate_config(path: str | None, over: dict, train: dict, progress: bool = 
         raise UsageError(f"invalid configuration: {e}") from None
 
 
+GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees
+GAN_SMOOTH = 0.9  # one-sided label smoothing: target for real images
+GAN_D_LR = 1.0  # discriminator learning rate, as a share of the generator's
+
+
+def _discriminator_layers(model: CondGAN) -> list[torch.nn.Module]:
+    return [m for part in (model.disc, model.d_out, model.d_embed)
+            for m in part.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def spectral_norm_discriminator(model: CondGAN, on: bool) -> None:
+    """Add (``on``) or fold back spectral normalisation of the discriminator's weights; folded
+    back before saving, so the saved keys are plain `CondGAN` weights."""
+    for m in _discriminator_layers(model):
+        if on:
+            torch.nn.utils.spectral_norm(m)
+        else:
+            torch.nn.utils.remove_spectral_norm(m)
+
+
 def _gan_step(gen_opt_holder: dict):
-    """A fit_loop step for `CondGAN`: one discriminator update (own Adam), then the generator
-    loss with the discriminator frozen (its grads stay None, so the loop's optimizer skips it)."""
+    """A fit_loop step for `CondGAN`: one discriminator update (own Adam, lr ``GAN_D_LR`` x the
+    generator's, instance noise, one-sided label smoothing), then the generator loss with the
+    discriminator frozen (its grads stay None, so the loop's optimizer skips it)."""
+    import torch.nn.functional as F
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return x + GAN_NOISE * torch.randn_like(x)
 
     def step(model: CondGAN, batch) -> torch.Tensor:
         x, c = batch
         d_params = model.discriminator_parameters()
         if "opt" not in gen_opt_holder:
-            gen_opt_holder["opt"] = torch.optim.Adam(d_params, lr=gen_opt_holder["lr"],
+            gen_opt_holder["opt"] = torch.optim.Adam(d_params, lr=gen_opt_holder["lr"] * GAN_D_LR,
                                                      betas=(0.5, 0.999))
         for p in d_params:
             p.requires_grad_(True)
         fake = model.generate(c)
-        loss_d = d_loss(model.critic(x, c), model.critic(fake.detach(), c))
+        real_logits = model.critic(noisy(x), c)
+        loss_d = (GAN_SMOOTH * F.softplus(-real_logits).mean()
+                  + (1 - GAN_SMOOTH) * F.softplus(real_logits).mean()
+                  + F.softplus(model.critic(noisy(fake.detach()), c)).mean())
         opt = gen_opt_holder["opt"]
         opt.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -111,7 +139,7 @@ def _gan_step(gen_opt_holder: dict):
             p.requires_grad_(False)
             p.grad = None
         gen_opt_holder["d_loss"] = float(loss_d.detach())
-        return g_loss(model.critic(fake, c))
+        return g_loss(model.critic(noisy(fake), c))
 
     return step
 
@@ -136,6 +164,8 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
         raise PolymodalError(f"{cfg.manifest}: fewer than 2 training pairs")
     model = _build(cfg, data.images.shape[1], data.cond.shape[1])
     model.cond_norm.set_stats(torch.from_numpy(data.cond[tr[1]]))
+    if cfg.model == "gan":
+        spectral_norm_discriminator(model, True)
     x_all = torch.from_numpy(data.images)
     c_all = torch.from_numpy(data.cond)
     tri, trc = torch.from_numpy(tr[0]), torch.from_numpy(tr[1])
@@ -184,6 +214,8 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
     res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
                    desc=f"fit {cfg.model}")
     model.eval()
+    if cfg.model == "gan":
+        spectral_norm_discriminator(model, False)
     for p in model.parameters():
         p.requires_grad_(True)
     metrics = gd.score(model, data, kind, cfg, out, progress)
