@@ -158,3 +158,28 @@ def test_auto_report_never_fails_the_fit(tmp_path, capsys):
     assert auto_report(tmp_path) is None
     assert "warning: no report" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_fit_retrieval_cli_writes_the_report_unless_told_not_to(small_run, tmp_path, capsys,
+                                                                monkeypatch):
+    import functools
+
+    from polymodal.cli import main
+    from polymodal.tasks import retrieval
+    from polymodal.tasks.search import load_run
+
+    # the CCA baseline on 1280-d image features takes most of a minute on 2 cores; it is not
+    # what this test is about
+    monkeypatch.setattr(retrieval, "fit_retrieval",
+                        functools.partial(retrieval.fit_retrieval, with_baselines=False))
+
+    args = ["fit", "retrieval", "-q", "--manifest", load_run(small_run).config.manifest,
+            "--query", "text", "--target", "image", "--features", str(small_run / "features"),
+            "--relevance", "caption_group", "--epochs", "1", "--index", "exact"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    page = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert "Recall@K (test split)" in page and "Example queries" in page
+    assert f"report: {tmp_path / 'a' / 'report.html'}" in capsys.readouterr().out
+    from polymodal.cli import build_parser
+
+    assert build_parser().parse_args(args + ["--out", "x", "--no-report"]).no_report
