@@ -19,3 +19,22 @@ def small_classify_run(tmp_path_factory) -> Path:
     from serve_testdata import ensure_small_classify_run
 
     return ensure_small_classify_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def small_caption_run(small_run, tmp_path_factory) -> Path:
+    """A tiny real caption run (GRU, 2 epochs) on the small retrieval run's 64 drawings,
+    reusing its encoded features; skips when the caption task is not installed."""
+    import yaml
+
+    caption = pytest.importorskip("polymodal.tasks.caption")
+    from polymodal.train.loop import TrainConfig
+
+    doc = yaml.safe_load((small_run / "config.yaml").read_text())
+    cfg = caption.CaptionConfig(
+        manifest=doc["config"]["manifest"], features=str(small_run / "features"),
+        embed_dim=32, hidden=64, min_count=1, max_len=8, beam=2, batch_size=32, threads=1,
+        train=TrainConfig(epochs=2, patience=2, progress=False))
+    out = tmp_path_factory.mktemp("caption") / "run"
+    caption.fit_caption(cfg, out, progress=False)
+    return out

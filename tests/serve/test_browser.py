@@ -4,7 +4,8 @@
 Skips when chromium, chromedriver or selenium is missing. Screenshots go to the test's temp
 folder, and also to ``$POLYMODAL_SCREENSHOTS`` (e.g. ``docs/screenshots``) when that is set.
 ``$POLYMODAL_BROWSER_RUN`` serves another retrieval run folder instead of the small test run,
-``$POLYMODAL_BROWSER_CLASSIFY_RUN`` another classification run (used to take the documentation
+``$POLYMODAL_BROWSER_CLASSIFY_RUN`` another classification run and
+``$POLYMODAL_BROWSER_CAPTION_RUN`` another caption run (used to take the documentation
 screenshots on real runs).
 """
 from __future__ import annotations
@@ -283,3 +284,29 @@ def test_classify_page(classify_run, browser, tmp_path):
             d.get(url + "/docs")
             _wait(d, lambda d: "/classify" in d.find_element(By.TAG_NAME, "body").text,
                   "Swagger UI to list /classify")
+
+
+def test_caption_page(request, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from polymodal.data.datasets import sample_path
+
+    override = os.environ.get("POLYMODAL_BROWSER_CAPTION_RUN")
+    run = Path(override) if override else request.getfixturevalue("small_caption_run")
+    caption = pytest.importorskip("polymodal.tasks.caption")
+    src = sample_path("openclipart")
+    image = (src.parent / json.loads(src.read_text().splitlines()[0])["image"]).resolve()
+    expected = caption.caption_images(caption.load_captioner(run), [image])[0]
+    d = browser
+    with _serving(run) as url:
+        d.get(url + "/")
+        _wait(d, lambda d: "describe an image" in d.find_element(By.ID, "info").text, "/health")
+        assert d.find_element(By.ID, "caption-ui").is_displayed()
+        assert not d.find_element(By.ID, "search-ui").is_displayed()
+        _drop(d, "capdrop", image, "image/png")
+        _wait(d, lambda d: d.find_elements(By.ID, "caption-text"), "the caption")
+        assert d.find_element(By.ID, "caption-text").text == f"“{expected}”"
+        assert "ms server" in d.find_element(By.ID, "status").text
+        _wait(d, lambda d: d.execute_script("return document.getElementById('cappreview')"
+                                            ".naturalWidth") > 0, "the image preview")
+        _screenshot(d, "caption_page.png", tmp_path)

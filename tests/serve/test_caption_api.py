@@ -13,19 +13,8 @@ caption_task = pytest.importorskip("polymodal.tasks.caption")
 
 
 @pytest.fixture(scope="module")
-def caption_run(small_run, tmp_path_factory) -> Path:
-    import yaml
-
-    from polymodal.train.loop import TrainConfig
-
-    doc = yaml.safe_load((small_run / "config.yaml").read_text())
-    cfg = caption_task.CaptionConfig(
-        manifest=doc["config"]["manifest"], features=str(small_run / "features"),
-        embed_dim=32, hidden=64, min_count=1, max_len=8, beam=2, batch_size=32, threads=1,
-        train=TrainConfig(epochs=2, patience=2, progress=False))
-    out = tmp_path_factory.mktemp("caption") / "run"
-    caption_task.fit_caption(cfg, out, progress=False)
-    return out
+def caption_run(small_caption_run) -> Path:
+    return small_caption_run
 
 
 @pytest.fixture(scope="module")
