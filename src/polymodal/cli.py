@@ -235,6 +235,12 @@ def cmd_fit_classify(a: argparse.Namespace) -> int:
           f"{res['peak_mem_mb']:.1f} MiB; rows train/val/test {res['n_train']}/{res['n_val']}/"
           f"{res['n_test']}, skipped {res['skipped_rows']}")
     print(f"run folder: {a.out}")
+    if not a.no_report:
+        from polymodal.eval.report import auto_report
+
+        report = auto_report(a.out)
+        if report:
+            print(f"report: {report}")
     return 0
 
 
@@ -577,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "cross-attention or unimodal:<modality>")
     fc.add_argument("--out", required=True)
     fc.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    fc.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
 
     cp = add("compare", cmd_compare, "train every fusion and each unimodal baseline on the same "
              "cached features and splits, several seeds; table + HTML report")

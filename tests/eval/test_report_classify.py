@@ -98,3 +98,19 @@ def test_compare_report_of_a_real_compare(run, tmp_path):
     assert any(h.startswith("Fusion weights by class") for h in heads)
     assert "<td>early</td>" in html and "<td>attention</td>" in html
     assert "predictions.csv" not in html  # run folders' CSVs are summarised, not dumped
+
+
+def test_fit_classify_cli_writes_the_report(run, tmp_path, capsys):
+    import yaml
+
+    from polymodal.cli import main
+
+    doc = yaml.safe_load((run / "config.yaml").read_text())
+    args = ["fit", "classify", "-q", "--manifest", doc["manifest"], "--features",
+            doc["features"], "--modalities", "image,audio", "--fusion", "late", "--epochs", "2"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    page = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert "Confusion matrix (test split)" in page and "Metrics" in page
+    assert "report: " in capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "b"), "--no-report"]) == 0
+    assert not (tmp_path / "b" / "report.html").exists()
