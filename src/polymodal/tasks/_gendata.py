@@ -191,7 +191,7 @@ def _eval_conditions(data: GenData, n: int, seed: int) -> np.ndarray:
     if not len(ci):
         raise PolymodalError(f"no {split} pairs to evaluate on")
     rng = np.random.default_rng(seed)
-    return ci[rng.permutation(len(ci))] if len(ci) >= n else ci[rng.integers(0, len(ci), n)]
+    return ci[rng.permutation(len(ci))[:n]] if len(ci) >= n else ci[rng.integers(0, len(ci), n)]
 
 
 def _digit_classifier(cfg: Any, data: GenData, out: Path, progress: bool):
