@@ -109,28 +109,14 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     return ck["state"]
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; the fused kernel when every parameter is a float
-    tensor on one device (same update, one pass over memory: ~5x faster steps on CPU for the
-    small heads trained here, see benchmarks/train_align.py)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    kw = {"lr": config.lr, "weight_decay": config.weight_decay}
-    if params and len({p.device for p in params}) == 1 and all(p.is_floating_point()
-                                                                for p in params):
-        try:
-            return torch.optim.AdamW(params, fused=True, **kw)
-        except (RuntimeError, TypeError, ValueError):  # a build without the fused kernel
-            pass
-    return torch.optim.AdamW(params, **kw)
-
-
 def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
              batches: Callable[[int], Iterable], validate: Callable[[torch.nn.Module], float],
              config: TrainConfig, run_dir: Path | None = None, resume: bool = False,
              desc: str = "train") -> TrainResult:
     """Train ``model`` with AdamW; keep the weights of the best validation epoch."""
     rank, world = _dist()
-    opt = make_optimizer(model, config)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                            weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     ck_path = run_dir / "checkpoint.pt" if run_dir else None
     state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "stale": 0, "history": []}
@@ -169,8 +155,7 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
                 if world > 1:
                     _average_grads(model, world)
                 if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip,
-                                                   foreach=True)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 opt.step()
                 losses.append(loss.item())
                 step += 1
