@@ -11,8 +11,9 @@ non-lite package; on openclipart both give the same top-5 hits, the 127/128 one 
 confident.)
 
 Speed (see benchmarks/encode_image.py): decoding and resizing happen in ``prepare`` (uint8
-arrays), the model runs on batches of 8 (larger batches were slower on a 2-core CPU: their
-activations no longer fit in cache), in channels_last layout, with every BatchNorm folded into
+arrays), the model runs one image per call on CPU (measured: batches of 32 were ~1.6x slower per
+image, 8 about equal with 2 threads and slower with 1 -- the activations stop fitting in
+cache), in channels_last layout, with every BatchNorm folded into
 the convolution before it (exact in eval mode).
 """
 from __future__ import annotations
@@ -97,7 +98,7 @@ class EfficientNetLite0Encoder:
     modality = "image"
     dim = 1280
     batch_size = 32  # items per pipeline batch (decode + cache write)
-    forward_batch = 8  # images per model call: on CPU 32 ran at ~26 img/s, 8 at ~43 (cache-bound)
+    forward_batch = 1  # images per model call on CPU: larger batches were slower (cache-bound)
 
     def __init__(self, image_size: int = 224, weights: str | Path | None = None,
                  device: str = "cpu", fast: bool = True):
