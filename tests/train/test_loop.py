@@ -91,3 +91,22 @@ def test_divergence_is_reported():
     with pytest.raises(PolymodalError, match="diverged"):
         fit_loop(torch.nn.Linear(8, 1), lambda m, b: torch.tensor(float("nan"), requires_grad=True),
                  _batches(x, y, 0), _val(x, y), TrainConfig(epochs=1, progress=False))
+
+
+def test_betas_reach_the_optimizer():
+    """``betas`` changes the Adam update: the default (None = (0.9, 0.999)) and an explicit
+    (0.9, 0.999) train identically; (0.5, 0.999) gives other weights."""
+    x, y = _problem()
+
+    def train(betas):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        fit_loop(model, _step, _batches(x, y, 0), _val(x, y),
+                 TrainConfig(epochs=2, lr=0.05, progress=False, betas=betas))
+        return model.weight.detach()
+
+    default = train(None)
+    assert torch.equal(default, train((0.9, 0.999)))
+    assert not torch.allclose(default, train((0.5, 0.999)))
+    with pytest.raises(Exception):
+        TrainConfig(betas=(0.5,))

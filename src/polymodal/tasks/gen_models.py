@@ -13,8 +13,8 @@ Both map ``(features [B, F], tokens [B, T]) -> logits [B, T, V]``; `beam_decode`
 Image generators (conditioned on a vector: a text / audio embedding or a one-hot label):
 
 - `CVAE`: convolutional conditional VAE; `cvae_loss` = Bernoulli reconstruction + beta * KL.
-- `CondGAN`: DCGAN-style generator and a projection discriminator (Miyato & Koyama 2018);
-  `d_loss` / `g_loss` are the non-saturating GAN losses.
+- `CondGAN`: DCGAN-style generator and a projection discriminator (Miyato & Koyama 2018),
+  optional minibatch-std feature; `d_loss` / `g_loss` are the non-saturating GAN losses.
 
 Conditions are standardised with the training mean and one global scale (buffers saved with
 the weights), so a run generates from a raw embedding.
@@ -241,20 +241,35 @@ def cvae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: t
 
 
 class CondGAN(nn.Module):
-    """DCGAN-style conditional generator + projection discriminator."""
+    """DCGAN-style conditional generator + projection discriminator.
+
+    Options (defaults = the first recipe, so its saved runs still load; `fit generate` uses
+    ``d_norm=False, cond_gain=True, mbstd=True``):
+
+    - ``cond_gain``: multiply the standardised condition (unit mean squared norm) by
+      ``sqrt(cond_dim)`` so each dimension has about unit variance; without it the condition
+      reaches both networks ~20x weaker than the noise and the prompt is largely ignored.
+    - ``d_norm``: batch-norm in the discriminator (off: spectral norm alone).
+    - ``mbstd``: append the batch's mean feature standard deviation to the discriminator's
+      features (Karras et al. 2018), so a batch lacking variety can be told apart.
+    """
 
     def __init__(self, channels: int, size: int, cond_dim: int, latent_dim: int = 64,
-                 width: int = 32, cond_hidden: int = 128):
+                 width: int = 32, cond_hidden: int = 128, d_norm: bool = True,
+                 cond_gain: bool = False, mbstd: bool = False):
         super().__init__()
         self.spec = {"kind": "gan", "channels": channels, "size": size, "cond_dim": cond_dim,
-                     "latent_dim": latent_dim, "width": width, "cond_hidden": cond_hidden}
+                     "latent_dim": latent_dim, "width": width, "cond_hidden": cond_hidden,
+                     "d_norm": d_norm, "cond_gain": cond_gain, "mbstd": mbstd}
         self.latent_dim = latent_dim
+        self.gain = cond_dim ** 0.5 if cond_gain else 1.0
         self.cond_norm = CondNorm(cond_dim)
         self.g_cond = _cond_net(cond_dim, cond_hidden)
         self.gen = conv_decoder(latent_dim + cond_hidden, channels, size, width)
         self.d_cond = _cond_net(cond_dim, cond_hidden)
-        self.disc, flat = conv_encoder(channels, size, width)
-        self.d_out = nn.Linear(flat, 1)
+        self.disc, flat = conv_encoder(channels, size, width, norm=d_norm)
+        self.mbstd = mbstd
+        self.d_out = nn.Linear(flat + int(mbstd), 1)
         self.d_embed = nn.Linear(cond_hidden, flat)
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
@@ -264,13 +279,16 @@ class CondGAN(nn.Module):
     def generate(self, c: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] (differentiable)."""
         z = torch.randn(len(c), self.latent_dim) if z is None else z
-        x = self.gen(torch.cat([z, self.g_cond(self.cond_norm(c))], 1))
+        x = self.gen(torch.cat([z, self.g_cond(self.cond_norm(c) * self.gain)], 1))
         return (torch.tanh(x) + 1) / 2
 
     def critic(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Discriminator logits ``[B]`` for images in [0, 1]."""
         f = self.disc(x * 2 - 1)
-        proj = (self.d_embed(self.d_cond(self.cond_norm(c))) * f).sum(1)
+        proj = (self.d_embed(self.d_cond(self.cond_norm(c) * self.gain)) * f).sum(1)
+        if self.mbstd:  # minibatch standard deviation: lets D see a batch lacking variety
+            sd = f.std(0, unbiased=False).mean() if len(f) > 1 else f.new_zeros(())
+            return self.d_out(torch.cat([f, sd.expand(len(f), 1)], 1)).squeeze(1) + proj
         return self.d_out(f).squeeze(1) + proj
 
     @torch.no_grad()

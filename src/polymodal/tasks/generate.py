@@ -20,6 +20,9 @@ Inception-v3 FID / IS):
 Model selection: the cVAE keeps the epoch with the best validation ELBO; the GAN keeps its last
 epoch (no validation signal). The GAN trains its discriminator inside the step with its own
 Adam optimizer, which is not saved in checkpoints (a resumed GAN restarts that optimizer).
+GAN recipe: Adam betas (0.5, 0.999) for both networks (unless ``train.betas`` is set), condition
+gain, spectral norm and minibatch-std in the discriminator, instance noise, one-sided label
+smoothing and a mode-seeking term (see `_gan_step`).
 """
 from __future__ import annotations
 
@@ -92,6 +95,8 @@ def generate_config(path: str | None, over: dict, train: dict, progress: bool = 
 GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees
 GAN_SMOOTH = 0.9  # one-sided label smoothing: target for real images
 GAN_D_LR = 1.0  # discriminator learning rate, as a share of the generator's
+GAN_BETAS = (0.5, 0.999)  # Adam betas of both networks unless train.betas is set (DCGAN)
+GAN_MS = 0.3  # weight of the mode-seeking term (Mao et al. 2019) in the generator loss
 
 
 def _discriminator_layers(model: CondGAN) -> list[torch.nn.Module]:
@@ -112,7 +117,11 @@ def spectral_norm_discriminator(model: CondGAN, on: bool) -> None:
 def _gan_step(gen_opt_holder: dict):
     """A fit_loop step for `CondGAN`: one discriminator update (own Adam, lr ``GAN_D_LR`` x the
     generator's, instance noise, one-sided label smoothing), then the generator loss with the
-    discriminator frozen (its grads stay None, so the loop's optimizer skips it)."""
+    discriminator frozen (its grads stay None, so the loop's optimizer skips it).
+
+    The fakes come in pairs sharing a condition (i and i + B/2) with different z; the generator
+    loss adds ``GAN_MS / (|G(c, z1) - G(c, z2)| / |z1 - z2|)`` (mode seeking), without which the
+    generator ignored z and drew one image per prompt."""
     import torch.nn.functional as F
 
     def noisy(x: torch.Tensor) -> torch.Tensor:
@@ -122,15 +131,19 @@ def _gan_step(gen_opt_holder: dict):
         x, c = batch
         d_params = model.discriminator_parameters()
         if "opt" not in gen_opt_holder:
-            gen_opt_holder["opt"] = torch.optim.Adam(d_params, lr=gen_opt_holder["lr"] * GAN_D_LR,
-                                                     betas=(0.5, 0.999))
+            gen_opt_holder["opt"] = torch.optim.Adam(
+                d_params, lr=gen_opt_holder["lr"] * GAN_D_LR,
+                betas=gen_opt_holder.get("betas", GAN_BETAS))
         for p in d_params:
             p.requires_grad_(True)
-        fake = model.generate(c)
+        h = len(c) // 2
+        cf = torch.cat([c[:h], c[:h]], 0)  # fake conditions: pairs (i, i + h) share one
+        z = torch.randn(2 * h, model.latent_dim)
+        fake = model.generate(cf, z)
         real_logits = model.critic(noisy(x), c)
         loss_d = (GAN_SMOOTH * F.softplus(-real_logits).mean()
                   + (1 - GAN_SMOOTH) * F.softplus(real_logits).mean()
-                  + F.softplus(model.critic(noisy(fake.detach()), c)).mean())
+                  + F.softplus(model.critic(noisy(fake.detach()), cf)).mean())
         opt = gen_opt_holder["opt"]
         opt.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -139,7 +152,8 @@ def _gan_step(gen_opt_holder: dict):
             p.requires_grad_(False)
             p.grad = None
         gen_opt_holder["d_loss"] = float(loss_d.detach())
-        return g_loss(model.critic(noisy(fake), c))
+        ms = ((fake[:h] - fake[h:]).abs().mean((1, 2, 3)) / (z[:h] - z[h:]).abs().mean(1)).mean()
+        return g_loss(model.critic(noisy(fake), cf)) + GAN_MS / (ms + 1e-5)
 
     return step
 
@@ -147,7 +161,8 @@ def _gan_step(gen_opt_holder: dict):
 def _build(cfg: GenerateConfig, channels: int, cond_dim: int) -> CVAE | CondGAN:
     if cfg.model == "cvae":
         return CVAE(channels, cfg.size, cond_dim, cfg.latent_dim, cfg.width)
-    return CondGAN(channels, cfg.size, cond_dim, max(cfg.latent_dim, 32), cfg.width)
+    return CondGAN(channels, cfg.size, cond_dim, max(cfg.latent_dim, 32), cfg.width,
+                   d_norm=False, cond_gain=True, mbstd=True)
 
 
 def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
@@ -202,14 +217,15 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
             return -float(cvae_loss(logits, vx, mu, logvar, 1.0))
         tc = cfg.train
     else:
-        step = _gan_step({"lr": cfg.train.lr})
+        betas = cfg.train.betas or GAN_BETAS
+        step = _gan_step({"lr": cfg.train.lr, "betas": betas})
         counter = {"n": 0}
 
         def validate(mdl: CondGAN) -> float:
             save_preview(mdl)
             counter["n"] += 1
             return float(len(list(samples_dir.glob("epoch_*.png"))))  # keep the last epoch
-        tc = cfg.train.model_copy(update={"patience": cfg.train.epochs})
+        tc = cfg.train.model_copy(update={"patience": cfg.train.epochs, "betas": betas})
     tc = tc.model_copy(update={"progress": cfg.train.progress and progress})
     res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
                    desc=f"fit {cfg.model}")

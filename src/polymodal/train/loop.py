@@ -34,6 +34,9 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
     seed: int = 0
     grad_clip: float | None = 5.0
+    betas: tuple[float, float] | None = Field(
+        None, description="Adam(W) betas; None: the task's default ((0.9, 0.999) unless the "
+                          "task says otherwise, e.g. (0.5, 0.999) for GANs)")
     progress: bool = True
     tensorboard: bool = Field(False, description="also log to RUN/tensorboard/ (needs the "
                                                  "'tensorboard' package: pip install "
@@ -116,7 +119,7 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
     """Train ``model`` with AdamW; keep the weights of the best validation epoch."""
     rank, world = _dist()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                            weight_decay=config.weight_decay)
+                            weight_decay=config.weight_decay, betas=config.betas or (0.9, 0.999))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     ck_path = run_dir / "checkpoint.pt" if run_dir else None
     state = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "stale": 0, "history": []}
