@@ -82,39 +82,38 @@ def cmd_datasets_build(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train_over(a: argparse.Namespace) -> dict:
+    """The ``train:`` options given on the command line."""
+    return {k: getattr(a, k, None) for k in ("epochs", "lr", "seed", "patience")}
+
+
+def _auto_report(a: argparse.Namespace) -> None:
+    """Write RUN/report.html after a fit unless --no-report (never fails the fit)."""
+    if getattr(a, "no_report", False):
+        return
+    from polymodal.eval.report import auto_report
+
+    report = auto_report(a.out)
+    if report:
+        print(f"report: {report}")
+
+
 def cmd_fit_retrieval(a: argparse.Namespace) -> int:
     from polymodal.tasks.quickstart import format_table
+    from polymodal.config import load_config
     from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
 
-    data = RetrievalConfig.from_yaml(a.config).model_dump() if a.config else {}
-    over = {k: getattr(a, k) for k in ("manifest", "query", "target", "loss", "head", "dim",
-                                        "batch_size", "relevance", "index", "features")
-            if getattr(a, k, None) is not None}
+    over = {k: getattr(a, k, None) for k in ("manifest", "query", "target", "loss", "head", "dim",
+                                              "batch_size", "relevance", "index", "features")}
     if a.encoder:
         over["encoders"] = _pairs(a.encoder, "--encoder")
     if a.column:
         over["columns"] = _pairs(a.column, "--column")
-    train = dict(data.get("train", {}))
-    train.update({k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
-                  if getattr(a, k) is not None})
-    train["progress"] = not a.quiet
-    data.update(over)
-    data["train"] = train
-    if "manifest" not in data:
-        raise UsageError("give --manifest (or a --config with 'manifest:')")
-    try:
-        cfg = RetrievalConfig.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError
-        raise UsageError(f"invalid configuration: {e}") from None
+    cfg = load_config(RetrievalConfig, a.config, over, _train_over(a), progress=not a.quiet)
     res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_table(res, cfg.loss))
     print(f"run folder: {a.out}")
-    if not a.no_report:
-        from polymodal.eval.report import auto_report
-
-        report = auto_report(a.out)
-        if report:
-            print(f"report: {report}")
+    _auto_report(a)
     return 0
 
 
@@ -196,32 +195,23 @@ def _classifier_config(a: argparse.Namespace):
     """ClassifierConfig from ``--config`` YAML overridden by the command-line options."""
     from polymodal.tasks.classification import ClassifierConfig
 
-    data = ClassifierConfig.from_yaml(a.config).model_dump() if a.config else {}
+    from polymodal.config import load_config
+
     keys = ("manifest", "target", "task", "hidden", "dropout", "modality_dropout", "features",
             "batch_size", "threads") + (("fusion",) if hasattr(a, "fusion") else ())
-    data.update({k: getattr(a, k) for k in keys if getattr(a, k, None) is not None})
+    over = {k: getattr(a, k, None) for k in keys}
     if a.modalities:
-        data["modalities"] = [m.strip() for m in a.modalities.split(",") if m.strip()]
+        over["modalities"] = [m.strip() for m in a.modalities.split(",") if m.strip()]
     if a.encoder:
-        data["encoders"] = _pairs(a.encoder, "--encoder")
+        over["encoders"] = _pairs(a.encoder, "--encoder")
     if a.column:
-        data["columns"] = _pairs(a.column, "--column")
+        over["columns"] = _pairs(a.column, "--column")
     if a.fusion_option:
-        data["fusion_options"] = {k: _coerce(v) for k, v in
+        over["fusion_options"] = {k: _coerce(v) for k, v in
                                   _pairs(a.fusion_option, "--fusion-option").items()}
     if a.cache:
-        data["cache_dir"] = a.cache
-    train = dict(data.get("train", {}))
-    train.update({k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
-                  if getattr(a, k) is not None})
-    train["progress"] = not a.quiet
-    data["train"] = train
-    if "manifest" not in data:
-        raise UsageError("give --manifest (or a --config with 'manifest:')")
-    try:
-        return ClassifierConfig.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError
-        raise UsageError(f"invalid configuration: {e}") from None
+        over["cache_dir"] = a.cache
+    return load_config(ClassifierConfig, a.config, over, _train_over(a), progress=not a.quiet)
 
 
 def cmd_fit_classify(a: argparse.Namespace) -> int:
@@ -235,12 +225,7 @@ def cmd_fit_classify(a: argparse.Namespace) -> int:
           f"{res['peak_mem_mb']:.1f} MiB; rows train/val/test {res['n_train']}/{res['n_val']}/"
           f"{res['n_test']}, skipped {res['skipped_rows']}")
     print(f"run folder: {a.out}")
-    if not a.no_report:
-        from polymodal.eval.report import auto_report
-
-        report = auto_report(a.out)
-        if report:
-            print(f"report: {report}")
+    _auto_report(a)
     return 0
 
 

@@ -65,28 +65,17 @@ class CaptionConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "CaptionConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise UsageError(f"{path}: cannot read config ({e})") from None
-        return cls.model_validate(data)
+        from polymodal.config import read_yaml, validate_config
+
+        return validate_config(cls, read_yaml(path), f"configuration in {path}")
 
 
 def caption_config(path: str | None, over: dict, train: dict, progress: bool = True
                    ) -> CaptionConfig:
     """A config from an optional YAML file, overridden by command-line values."""
-    data = CaptionConfig.from_yaml(path).model_dump() if path else {}
-    data.update(over)
-    tr = dict(data.get("train", CaptionConfig.model_fields["train"].default.model_dump()))
-    tr.update(train)
-    tr["progress"] = progress
-    data["train"] = tr
-    if "manifest" not in data:
-        raise UsageError("give --manifest (or a --config with 'manifest:')")
-    try:
-        return CaptionConfig.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError
-        raise UsageError(f"invalid configuration: {e}") from None
+    from polymodal.config import load_config
+
+    return load_config(CaptionConfig, path, over, train, progress)
 
 
 # ---------------------------------------------------------------- vocabulary

@@ -68,28 +68,17 @@ class GenerateConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "GenerateConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise UsageError(f"{path}: cannot read config ({e})") from None
-        return cls.model_validate(data)
+        from polymodal.config import read_yaml, validate_config
+
+        return validate_config(cls, read_yaml(path), f"configuration in {path}")
 
 
 def generate_config(path: str | None, over: dict, train: dict, progress: bool = True
                     ) -> GenerateConfig:
     """A config from an optional YAML file, overridden by command-line values."""
-    data = GenerateConfig.from_yaml(path).model_dump() if path else {}
-    data.update(over)
-    tr = dict(data.get("train", GenerateConfig.model_fields["train"].default.model_dump()))
-    tr.update(train)
-    tr["progress"] = progress
-    data["train"] = tr
-    if "manifest" not in data:
-        raise UsageError("give --manifest (or a --config with 'manifest:')")
-    try:
-        return GenerateConfig.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError
-        raise UsageError(f"invalid configuration: {e}") from None
+    from polymodal.config import load_config
+
+    return load_config(GenerateConfig, path, over, train, progress)
 
 
 GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees

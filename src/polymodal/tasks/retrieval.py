@@ -63,11 +63,9 @@ class RetrievalConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RetrievalConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise UsageError(f"{path}: cannot read config ({e})") from None
-        return cls.model_validate(data)
+        from polymodal.config import read_yaml, validate_config
+
+        return validate_config(cls, read_yaml(path), f"configuration in {path}")
 
 
 def _build_aligner(spec: dict) -> nn.Module:
