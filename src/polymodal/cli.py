@@ -274,9 +274,7 @@ def cmd_fit_caption(a: argparse.Namespace) -> int:
     keys = ("manifest", "features", "decoder", "vocab_size", "min_count", "max_len", "beam",
             "batch_size", "nn_space")
     over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    train = {k: getattr(a, k) for k in ("epochs", "lr", "seed", "patience")
-             if getattr(a, k) is not None}
-    cfg = caption_config(a.config, over, train, progress=not a.quiet)
+    cfg = caption_config(a.config, over, _train_over(a), progress=not a.quiet)
     res = fit_caption(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_caption_metrics(res))
     print(f"run folder: {a.out}")
@@ -298,8 +296,7 @@ def cmd_fit_generate(a: argparse.Namespace) -> int:
     keys = ("manifest", "model", "condition", "size", "latent_dim", "width", "beta",
             "batch_size", "limit", "features", "classifier", "n_eval")
     over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    train = {k: getattr(a, k) for k in ("epochs", "lr", "seed") if getattr(a, k) is not None}
-    cfg = generate_config(a.config, over, train, progress=not a.quiet)
+    cfg = generate_config(a.config, over, _train_over(a), progress=not a.quiet)
     res = fit_generate(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_generate_metrics(res))
     print(f"run folder: {a.out}")

@@ -54,23 +54,12 @@ def _load_one(path: Path, size: int, channels: int) -> np.ndarray | None:
 
 def load_data(cfg: Any, out: Path, progress: bool) -> GenData:
     """Encode (cached) the condition modality and load the images of rows that have both."""
-    from polymodal.cache.features import FeatureSet
     from polymodal.data.manifest import read_manifest
-    from polymodal.encoders import DEFAULT_ENCODERS
-    from polymodal.tasks.encode import encode_manifest
+    from polymodal.tasks.encode import manifest_features
 
     man = read_manifest(cfg.manifest, columns=cfg.columns)
-    for m in ("image", cfg.condition):
-        if m not in man.modalities:
-            raise UsageError(f"{cfg.manifest}: no {m} column (has {', '.join(man.modalities)})")
-    if cfg.features:
-        fs = FeatureSet.load(cfg.features)
-        if fs.ids != man.ids:
-            raise UsageError(f"{cfg.features} was not encoded from {cfg.manifest} (ids differ)")
-    else:
-        enc = {cfg.condition: cfg.encoders.get(cfg.condition, DEFAULT_ENCODERS[cfg.condition])}
-        fs = encode_manifest(man, out / "features", encoders=enc, cache_dir=cfg.cache_dir,
-                             progress=progress).features
+    fs = manifest_features(man, [cfg.condition], cfg.encoders, cfg.features, out,
+                           cfg.cache_dir, progress, require=["image", cfg.condition])
     vecs, rows = fs.vectors(cfg.condition)
     channels = cfg.channels or (1 if cfg.size <= 32 else 3)
     want = sorted(set(int(r) for r in rows))

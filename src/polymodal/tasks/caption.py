@@ -119,23 +119,12 @@ class CaptionData:
 
 def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionData:
     """Rows with an image feature and at least one caption."""
-    from polymodal.cache.features import FeatureSet
     from polymodal.data.manifest import read_manifest
-    from polymodal.encoders import DEFAULT_ENCODERS
-    from polymodal.tasks.encode import encode_manifest
+    from polymodal.tasks.encode import manifest_features
 
     man = read_manifest(cfg.manifest, columns=cfg.columns)
-    for m in ("image", "text"):
-        if m not in man.modalities:
-            raise UsageError(f"{cfg.manifest}: no {m} column (has {', '.join(man.modalities)})")
-    if cfg.features:
-        fs = FeatureSet.load(cfg.features)
-        if fs.ids != man.ids:
-            raise UsageError(f"{cfg.features} was not encoded from {cfg.manifest} (ids differ)")
-    else:
-        enc = {"image": cfg.encoders.get("image", DEFAULT_ENCODERS["image"])}
-        fs = encode_manifest(man, out / "features", encoders=enc, cache_dir=cfg.cache_dir,
-                             progress=progress).features
+    fs = manifest_features(man, ["image"], cfg.encoders, cfg.features, out, cfg.cache_dir,
+                           progress, require=["image", "text"])
     x, present = fs.per_row("image")
     keep = [i for i, r in enumerate(man.records)
             if present[i] and r.text and any(caption_tokens(t) for t in r.text)]
@@ -331,20 +320,14 @@ class LoadedCaptioner:
 
 def load_captioner(run: str | Path) -> LoadedCaptioner:
     """Load a run folder written by `fit_caption`."""
-    from safetensors.torch import load_file
+    from polymodal.tasks.runs import read_run
 
-    run = Path(run)
-    if not run.is_dir():
-        raise PolymodalError(f"{run}: no such run folder")
+    run, doc, state = read_run(run, "caption", "caption run")
     try:
-        doc = yaml.safe_load((run / "config.yaml").read_text())
-        if not isinstance(doc, dict) or doc.get("task") != "caption":
-            raise PolymodalError(f"{run}: not a caption run (task: "
-                                 f"{doc.get('task') if isinstance(doc, dict) else None})")
         vocab = json.loads((run / "vocab.json").read_text())
         model = build_captioner(doc["spec"])
-        model.load_state_dict(load_file(str(run / "model.safetensors")))
-    except (OSError, yaml.YAMLError, ValueError, KeyError, RuntimeError) as e:
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise PolymodalError(f"{run}: not a usable caption run ({e})") from None
     return LoadedCaptioner(run, doc, model.eval(), vocab)
 

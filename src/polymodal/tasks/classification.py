@@ -33,7 +33,7 @@ from torch import nn
 from polymodal.cache.atomic import atomic_path, atomic_write_text
 from polymodal.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, read_manifest
-from polymodal.errors import PolymodalError, Problem, UsageError
+from polymodal.errors import Problem, UsageError
 from polymodal.fusion import FUSIONS, build_fusion, modality_dropout
 from polymodal.tasks._classdata import (ClassData, PeakMemory, decode_outputs, prepare_data,
                                         score_outputs, unimodal_prior, write_predictions)
@@ -254,7 +254,7 @@ def _n_out(spec: dict) -> int:
 
 def _features_for(cfg: ClassifierConfig, manifest: Manifest, mods: list[str], out: Path,
                   progress: bool) -> Path:
-    if cfg.features:
+    if cfg.features:  # rows are matched by id: a folder encoded from a larger manifest works
         FeatureSet.load(cfg.features)
         return Path(cfg.features)
     from polymodal.encoders import DEFAULT_ENCODERS
@@ -364,17 +364,9 @@ class LoadedClassifier:
 
 def load_classifier(run: str | Path) -> LoadedClassifier:
     """Load a run folder written by `fit_classifier`."""
-    from safetensors.torch import load_file
+    from polymodal.tasks.runs import read_run
 
-    run = Path(run)
-    try:
-        doc = yaml.safe_load((run / "config.yaml").read_text())
-        state = load_file(str(run / "model.safetensors"))
-    except (OSError, yaml.YAMLError) as e:
-        raise PolymodalError(f"{run}: not a classification run ({e})") from None
-    if not isinstance(doc, dict) or doc.get("task") != "classification":
-        raise PolymodalError(f"{run}: not a classification run (task: "
-                             f"{doc.get('task') if isinstance(doc, dict) else None})")
+    run, doc, state = read_run(run, "classification", "classification run")
     c = doc["config"]
     model = ClassifierNet(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
                           c.get("fusion_options"))

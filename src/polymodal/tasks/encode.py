@@ -258,3 +258,24 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
         "columns": manifest.columns}, indent=1))
     return EncodeResult(out=out, rows=len(manifest), stats=stats, skipped=skipped,
                         warnings=warnings)
+
+
+def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: dict[str, str],
+                      features: str | Path | None, out: Path, cache_dir: str | Path | None,
+                      progress: bool = True, require: Sequence[str] = ()) -> FeatureSet:
+    """Features of ``modalities`` for ``manifest``: the folder ``features`` (which must have been
+    encoded from this manifest), else a cached encode into ``out/features`` with ``encoders``
+    (defaults for the others). A clear error when the manifest lacks one of ``require`` (the
+    columns the task needs, in this order) or of ``modalities``."""
+    for m in dict.fromkeys([*require, *modalities]):
+        if m not in manifest.modalities:
+            raise UsageError(f"{manifest.path}: no {m} column "
+                             f"(has {', '.join(manifest.modalities)})")
+    if features:
+        fs = FeatureSet.load(features)
+        if fs.ids != manifest.ids:
+            raise UsageError(f"{features} was not encoded from {manifest.path} (ids differ)")
+        return fs
+    enc = {m: encoders.get(m, DEFAULT_ENCODERS[m]) for m in modalities}
+    return encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cache_dir,
+                           progress=progress).features

@@ -264,19 +264,9 @@ class LoadedGenerator:
 
 def load_generator(run: str | Path) -> LoadedGenerator:
     """Load a run folder written by `fit_generate`."""
-    from safetensors.torch import load_file
+    from polymodal.tasks.runs import read_run
 
-    run = Path(run)
-    if not run.is_dir():
-        raise PolymodalError(f"{run}: no such run folder")
-    try:
-        doc = yaml.safe_load((run / "config.yaml").read_text())
-        state = load_file(str(run / "model.safetensors"))
-    except (OSError, yaml.YAMLError) as e:
-        raise PolymodalError(f"{run}: not a generation run ({e})") from None
-    if not isinstance(doc, dict) or doc.get("task") != "generate":
-        raise PolymodalError(f"{run}: not a generation run (task: "
-                             f"{doc.get('task') if isinstance(doc, dict) else None})")
+    run, doc, state = read_run(run, "generate", "generation run")
     model = build_generator(doc["spec"])
     model.load_state_dict(state)
     return LoadedGenerator(run, doc, model.eval())
