@@ -32,3 +32,19 @@ def _session_cache(tmp_path_factory):
         os.environ.pop("POLYMODAL_CACHE", None)
     else:
         os.environ["POLYMODAL_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def serve_testdata():
+    """The module tests/serve/serve_testdata.py: small real runs, fitted once per session and
+    shared by the serve and report tests."""
+    import importlib.util
+    import sys
+
+    if "serve_testdata" not in sys.modules:
+        path = Path(__file__).resolve().parent / "serve" / "serve_testdata.py"
+        spec = importlib.util.spec_from_file_location("serve_testdata", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["serve_testdata"] = module
+    return sys.modules["serve_testdata"]

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import re
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,20 +14,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 
-def _serve_testdata():
-    """The small-run helper shared with tests/serve (one fit per session for both)."""
-    if "serve_testdata" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "serve" / "serve_testdata.py"
-        spec = importlib.util.spec_from_file_location("serve_testdata", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["serve_testdata"] = module
-    return sys.modules["serve_testdata"]
-
-
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> Path:
-    return _serve_testdata().ensure_small_run(tmp_path_factory.getbasetemp())
+def small_run(tmp_path_factory, serve_testdata) -> Path:
+    return serve_testdata.ensure_small_run(tmp_path_factory.getbasetemp())
 
 
 class _Collect(HTMLParser):

@@ -4,9 +4,7 @@ importance and robustness once the analysis commands wrote them) and a real comp
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 
-def _serve_testdata():
-    if "serve_testdata" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "serve" / "serve_testdata.py"
-        spec = importlib.util.spec_from_file_location("serve_testdata", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["serve_testdata"] = module
-    return sys.modules["serve_testdata"]
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return _serve_testdata().ensure_small_classify_run(tmp_path_factory.getbasetemp())
+def run(tmp_path_factory, serve_testdata) -> Path:
+    return serve_testdata.ensure_small_classify_run(tmp_path_factory.getbasetemp())
 
 
 def _sections(html: str) -> list[str]:

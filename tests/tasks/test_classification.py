@@ -205,7 +205,9 @@ def test_config_from_yaml(avd, tmp_path):
     assert ClassifierConfig.from_yaml(path) == cfg
 
 
-def _tiny_manifest(tmp_path: Path, avd: Path, n: int, **columns) -> Path:
+def edited_manifest(path: Path, avd: Path, n: int, **columns) -> Path:
+    """The first ``n`` rows of the tiny set's manifest with ``columns`` set (None: removed),
+    written to ``path``."""
     rows = [json.loads(x) for x in avd.read_text().splitlines()[:n]]
     for r in rows:
         for k, v in columns.items():
@@ -213,9 +215,8 @@ def _tiny_manifest(tmp_path: Path, avd: Path, n: int, **columns) -> Path:
                 r.pop(k, None)
             else:
                 r[k] = v
-    p = tmp_path / "m.jsonl"
-    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return p
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def test_errors(avd, tmp_path):
@@ -232,9 +233,9 @@ def test_errors(avd, tmp_path):
                                          "label, speaker, parity"):
         fit(avd, target="colour")
     with pytest.raises(UsageError, match="target column 'label' not found"):
-        fit(_tiny_manifest(tmp_path, avd, 200, label=None))
+        fit(edited_manifest(tmp_path / "m.jsonl", avd, 200, label=None))
     with pytest.raises(PolymodalError, match="column 'label' has 1 class \\(7\\) in the training"):
-        fit(_tiny_manifest(tmp_path, avd, 200, label=7))
+        fit(edited_manifest(tmp_path / "m.jsonl", avd, 200, label=7))
     with pytest.raises(DataError, match=r"row 1, column 'note': column 'note' row 1: 'ok' is not "
                                         "a number"):
         fit(avd, target="note", task="regression")

@@ -12,7 +12,7 @@ import pytest
 from polymodal.cli import main
 from polymodal.tasks.classification import load_classifier
 
-from test_classification import build_avdigits_tiny
+from test_classification import build_avdigits_tiny, edited_manifest
 
 FAST = ["--epochs", "40", "--patience", "8", "--lr", "5e-3", "--hidden", "64", "-q"]
 METHODS = ["early", "late", "unimodal:image", "unimodal:audio"]
@@ -108,18 +108,6 @@ def test_fit_classify_cli_with_yaml_and_overrides(avd, tmp_path, capsys):
     assert (c["train"]["epochs"], c["train"]["lr"]) == (5, 0.005)
 
 
-def _manifest(path: Path, avd: Path, n: int, **columns) -> Path:
-    rows = [json.loads(x) for x in avd.read_text().splitlines()[:n]]
-    for r in rows:
-        for k, v in columns.items():
-            if v is None:
-                r.pop(k, None)
-            else:
-                r[k] = v
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.mark.parametrize("case, args, message", [
     ("unknown fusion", ["--fusion", "bogus"],
      "unknown fusion 'bogus'; valid: early, weighted, late, attention, gated, tensor, lowrank, "
@@ -131,8 +119,8 @@ def _manifest(path: Path, avd: Path, n: int, **columns) -> Path:
     ("bad option value", ["--modality-dropout", "1.5"], "invalid configuration"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(avd, tmp_path, capsys, case, args, message):
-    paths = {"NOLABEL": _manifest(tmp_path / "nolabel.jsonl", avd, 300, label=None),
-             "ONECLASS": _manifest(tmp_path / "oneclass.jsonl", avd, 300, label=3)}
+    paths = {"NOLABEL": edited_manifest(tmp_path / "nolabel.jsonl", avd, 300, label=None),
+             "ONECLASS": edited_manifest(tmp_path / "oneclass.jsonl", avd, 300, label=3)}
     args = [str(paths.get(a, a)) for a in args]
     base = _base(avd)
     if "--manifest" in args:
