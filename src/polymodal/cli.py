@@ -269,12 +269,13 @@ def cmd_explain(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- generation (caption, generate,
 # transcribe): commands and their parser block
 def cmd_fit_caption(a: argparse.Namespace) -> int:
-    from polymodal.tasks.caption import caption_config, fit_caption, format_caption_metrics
+    from polymodal.config import load_config
+    from polymodal.tasks.caption import CaptionConfig, fit_caption, format_caption_metrics
 
     keys = ("manifest", "features", "decoder", "vocab_size", "min_count", "max_len", "beam",
             "batch_size", "nn_space")
     over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    cfg = caption_config(a.config, over, _train_over(a), progress=not a.quiet)
+    cfg = load_config(CaptionConfig, a.config, over, _train_over(a), progress=not a.quiet)
     res = fit_caption(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_caption_metrics(res))
     print(f"run folder: {a.out}")
@@ -291,12 +292,13 @@ def cmd_caption(a: argparse.Namespace) -> int:
 
 
 def cmd_fit_generate(a: argparse.Namespace) -> int:
-    from polymodal.tasks.generate import fit_generate, format_generate_metrics, generate_config
+    from polymodal.config import load_config
+    from polymodal.tasks.generate import GenerateConfig, fit_generate, format_generate_metrics
 
     keys = ("manifest", "model", "condition", "size", "latent_dim", "width", "beta",
             "batch_size", "limit", "features", "classifier", "n_eval")
     over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    cfg = generate_config(a.config, over, _train_over(a), progress=not a.quiet)
+    cfg = load_config(GenerateConfig, a.config, over, _train_over(a), progress=not a.quiet)
     res = fit_generate(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_generate_metrics(res))
     print(f"run folder: {a.out}")

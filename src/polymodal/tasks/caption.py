@@ -70,14 +70,6 @@ class CaptionConfig(BaseModel):
         return validate_config(cls, read_yaml(path), f"configuration in {path}")
 
 
-def caption_config(path: str | None, over: dict, train: dict, progress: bool = True
-                   ) -> CaptionConfig:
-    """A config from an optional YAML file, overridden by command-line values."""
-    from polymodal.config import load_config
-
-    return load_config(CaptionConfig, path, over, train, progress)
-
-
 # ---------------------------------------------------------------- vocabulary
 def build_vocab(captions: Sequence[str], size: int, min_count: int) -> list[str]:
     """Specials + the ``size`` most frequent words seen at least ``min_count`` times."""
@@ -359,6 +351,6 @@ def format_caption_metrics(res: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CaptionConfig", "LoadedCaptioner", "build_vocab", "caption_config",
+__all__ = ["CaptionConfig", "LoadedCaptioner", "build_vocab",
            "caption_images", "fit_caption", "format_caption_metrics", "load_captioner",
            "nearest_neighbour_captions"]

@@ -73,14 +73,6 @@ class GenerateConfig(BaseModel):
         return validate_config(cls, read_yaml(path), f"configuration in {path}")
 
 
-def generate_config(path: str | None, over: dict, train: dict, progress: bool = True
-                    ) -> GenerateConfig:
-    """A config from an optional YAML file, overridden by command-line values."""
-    from polymodal.config import load_config
-
-    return load_config(GenerateConfig, path, over, train, progress)
-
-
 GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees
 GAN_SMOOTH = 0.9  # one-sided label smoothing: target for real images
 GAN_D_LR = 1.0  # discriminator learning rate, as a share of the generator's
@@ -315,4 +307,4 @@ def format_generate_metrics(res: dict) -> str:
 
 
 __all__ = ["GenerateConfig", "LoadedGenerator", "fit_generate", "format_generate_metrics",
-           "generate_config", "generate_grid", "generate_images", "load_generator"]
+           "generate_grid", "generate_images", "load_generator"]
