@@ -76,7 +76,7 @@ def main() -> None:
 
     import torch
 
-    from polymodal.encoders.image import (EfficientNetLite0Encoder, build_efficientnet_lite0,
+    from polymodal.features.encoders.image import (EfficientNetLite0Encoder, build_efficientnet_lite0,
                                           efficientnet_lite0_weights)
 
     tmp = tempfile.TemporaryDirectory()

@@ -67,7 +67,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from polymodal.encoders.text import MiniLMEncoder
+    from polymodal.features.encoders.text import MiniLMEncoder
 
     if (args.data / "openclipart" / "captions.jsonl").is_file():
         sentences, source = caption_sentences(args.data, args.n), "openclipart captions"

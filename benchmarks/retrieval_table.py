@@ -31,8 +31,9 @@ KEYS = ("R@1", "R@5", "R@10")
 
 def run_one(args, method: str, seed: int, with_baselines: bool) -> dict:
     """One ``fit_retrieval`` run (or its saved result)."""
-    from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
-    from polymodal.train.loop import TrainConfig
+    from polymodal.tasks.retrieval.config import RetrievalConfig
+    from polymodal.tasks.retrieval.fit import fit_retrieval
+    from polymodal.train.config import TrainConfig
 
     out = args.out / method / f"seed{seed}"
     done = out / "metrics.json"

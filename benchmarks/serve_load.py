@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "polymodal.cli"]
+CLI = [sys.executable, "-m", "polymodal.cli.main"]
 
 
 def _env() -> dict[str, str]:

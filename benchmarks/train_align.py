@@ -5,8 +5,8 @@ MiniLM). Each measured step is a full training step at ``--batch-size`` (default
 forward, symmetric InfoNCE with the learnable temperature, backward, gradient clipping and an
 AdamW step. Measured in one process, interleaved, on the same data:
 
-* ``polymodal step``   -- polymodal.tasks.retrieval's AlignModel + loss step
-  (polymodal.align heads, ``infonce_loss``), the code ``fit retrieval`` runs;
+* ``polymodal step``   -- polymodal.tasks.retrieval.fit's AlignModel + loss step
+  (polymodal.objectives heads, ``infonce_loss``), the code ``fit retrieval`` runs;
 * ``polymodal fit_loop`` -- the same through ``polymodal.train.fit_loop`` (shuffling, per-step
   loss logging, one tiny validation per epoch), i.e. the whole training loop;
 * ``fused AdamW``      -- the same step with torch's fused AdamW kernel (measured and rejected
@@ -64,9 +64,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from polymodal.align.losses import loss_params
-    from polymodal.tasks.retrieval import AlignModel, RetrievalConfig, _loss_fn
-    from polymodal.train.loop import TrainConfig, fit_loop
+    from polymodal.objectives.losses import loss_params
+    from polymodal.tasks.retrieval.config import RetrievalConfig
+    from polymodal.tasks.retrieval.fit import AlignModel, _loss_fn
+    from polymodal.train.config import TrainConfig
+    from polymodal.train.loop import fit_loop
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -136,7 +138,7 @@ def main() -> None:
     m = new_model()
     q, t, g = next(batches(bs))
     a, b = m.embed(q, "query"), m.embed(t, "target")
-    from polymodal.align.losses import infonce_loss
+    from polymodal.objectives.losses import infonce_loss
     l_ours = infonce_loss(a, b, m.scalars["logit_scale"]).item()
     l_naive = naive_infonce(a, b, m.scalars["logit_scale"]).item()
     print(f"{args.pairs} pairs, batch {bs}, {args.head} heads {args.text_dim}->{args.dim} and "

@@ -15,7 +15,7 @@ from badcorpus import FILE_LEVEL, MAKERS, Case  # noqa: E402
 from polymodal.data.loaders import load_audio, load_image  # noqa: E402
 from polymodal.data.manifest import read_manifest  # noqa: E402
 from polymodal.data.validate import render_report, validate_manifest  # noqa: E402
-from polymodal.errors import DataError, DecodeError  # noqa: E402
+from polymodal.core.errors import DataError, DecodeError  # noqa: E402
 
 ROW_CASES = [n for n in MAKERS if n not in FILE_LEVEL and n != "stereo_44k"]
 

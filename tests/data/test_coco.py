@@ -10,7 +10,7 @@ import pytest
 from polymodal.data.coco import coco_to_manifest
 from polymodal.data.manifest import read_manifest
 from polymodal.data.validate import validate_manifest
-from polymodal.errors import DataError, UsageError
+from polymodal.core.errors import DataError, UsageError
 
 
 def _coco(path: Path, images: list, annotations: list, **extra) -> Path:

@@ -19,7 +19,7 @@ from polymodal.data.datasets._common import DIGIT_WORDS
 from polymodal.data.datasets.av_digits import add_white_noise, remove_pca_energy
 from polymodal.data.datasets.mnist import IMAGE_MAGIC, read_idx
 from polymodal.data.datasets.openclipart import caption_rows, fixed_split, load_captions
-from polymodal.errors import DataError, PolymodalError, UsageError
+from polymodal.core.errors import DataError, PolymodalError, UsageError
 
 COLLECTION_TITLES = ["gramastar", "lemon svg theme", "card", "etiquette icons",
                      "aiga_symbol_signs", "various cliparts", "svg road signs",

@@ -11,7 +11,7 @@ from PIL import Image
 from polymodal.data.loaders import (MIN_IMAGE_SIDE, AudioInfo, ImageInfo, _header_size,
                                     load_audio, load_image, normalize_text, probe_audio,
                                     probe_image, resample)
-from polymodal.errors import DecodeError, UsageError
+from polymodal.core.errors import DecodeError, UsageError
 
 
 def _clipart(shared_data, n=3):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from polymodal.data.manifest import MODALITIES, ROLES, read_manifest, write_manifest
-from polymodal.errors import DataError
+from polymodal.core.errors import DataError
 
 ROWS = [
     {"id": "a", "image": "img/a.png", "text": "a red car", "label": "car", "split": "train"},

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from badcorpus import good_png, good_wav, png_header  # noqa: E402
 
 from polymodal.data.validate import ValidationReport, render_report, validate_manifest  # noqa: E402
-from polymodal.errors import UsageError  # noqa: E402
+from polymodal.core.errors import UsageError  # noqa: E402
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:

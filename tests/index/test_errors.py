@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from index_testdata import names
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.index import build_index, load_index
 
 KINDS = ["exact", "hnsw", "ivfpq"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from index_testdata import clustered, names
 
-from polymodal.errors import PolymodalError
+from polymodal.core.errors import PolymodalError
 from polymodal.index import ExactIndex, FaissIndex, build_index, load_index
 
 pytest.importorskip("faiss")

@@ -35,8 +35,9 @@ def small_manifest(folder: Path) -> Path:
 
 def fit_small_run(folder: Path) -> Path:
     """Fit a quick text->image retrieval run into ``folder/run``; returns the run folder."""
-    from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
-    from polymodal.train.loop import TrainConfig
+    from polymodal.tasks.retrieval.config import RetrievalConfig
+    from polymodal.tasks.retrieval.fit import fit_retrieval
+    from polymodal.train.config import TrainConfig
 
     manifest = small_manifest(folder / "data")
     cfg = RetrievalConfig(manifest=str(manifest), query="text", target="image", loss="infonce",
@@ -63,8 +64,9 @@ def fit_small_classify_run(folder: Path) -> Path:
     """A quick audio+image digit classifier (attention fusion, real encoders) on the first rows
     of each split of the bundled av-digits sample; returns the run folder ``folder/run``."""
     from polymodal.data.datasets import sample_path
-    from polymodal.tasks.classification import ClassifierConfig, fit_classifier
-    from polymodal.train.loop import TrainConfig
+    from polymodal.tasks.classify.config import ClassifierConfig
+    from polymodal.tasks.classify.fit import fit_classifier
+    from polymodal.train.config import TrainConfig
 
     src = sample_path("av-digits")
     taken = dict.fromkeys(CLASSIFY_ROWS, 0)

@@ -29,7 +29,7 @@ def client(small_run):
 @pytest.fixture(scope="module")
 def indexed(small_run) -> list[dict]:
     """The manifest rows of the small run (every one is in the index)."""
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     manifest = load_run(small_run).config.manifest
     return [json.loads(line) for line in Path(manifest).read_text().splitlines()]
@@ -185,7 +185,7 @@ def test_unknown_ids_and_traversal_are_404(client, url):
 
 
 def test_upload_modality():
-    from polymodal.errors import UsageError
+    from polymodal.core.errors import UsageError
     from polymodal.serve.app import upload_modality
 
     assert upload_modality("A.PNG") == ("image", ".png")

@@ -17,7 +17,7 @@ QUERIES = ["a red apple", "a cat", "a guitar", "the flag of a country", "a mobil
 
 @pytest.fixture(scope="module")
 def singles(small_run) -> dict[tuple[str, int], list]:
-    from polymodal.tasks.search import load_run, search_run
+    from polymodal.tasks.retrieval.predict import load_run, search_run
 
     run = load_run(small_run)
     return {(q, k): search_run(run, text=q, k=k) for q, k in zip(QUERIES, [3, 10] * 4)}
@@ -25,7 +25,7 @@ def singles(small_run) -> dict[tuple[str, int], list]:
 
 def test_batcher_matches_single_searches(small_run, singles):
     from polymodal.serve.batching import SearchBatcher
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     b = SearchBatcher(load_run(small_run))
     items = [b.submit(q, k) for q, k in singles]
@@ -40,9 +40,9 @@ def test_batcher_matches_single_searches(small_run, singles):
 
 
 def test_batcher_max_batch_and_errors(small_run):
-    from polymodal.errors import UsageError
+    from polymodal.core.errors import UsageError
     from polymodal.serve.batching import SearchBatcher
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     b = SearchBatcher(load_run(small_run), max_batch=3)
     items = [b.submit(q, 5) for q in QUERIES[:7]]
@@ -80,9 +80,9 @@ def test_concurrent_requests_are_batched_through_the_app(small_run, singles):
 
 
 def test_image_batch_with_one_bad_file(small_run, tmp_path):
-    from polymodal.errors import PolymodalError
+    from polymodal.core.errors import PolymodalError
     from polymodal.serve.batching import SearchBatcher
-    from polymodal.tasks.search import load_run, search_run
+    from polymodal.tasks.retrieval.predict import load_run, search_run
 
     run = load_run(small_run)
     good = [str(r.image) for r in run.manifest.records[:2]]

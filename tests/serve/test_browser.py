@@ -148,7 +148,7 @@ def test_search_page_text_upload_and_errors(server, browser, run_dir, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     d = browser
     d.get(server + "/")
@@ -223,7 +223,7 @@ def _drop(driver, zone: str, path: Path, mime: str) -> None:
 def test_drag_and_drop_searches_with_the_dropped_image(server, browser, run_dir):
     from selenium.webdriver.common.by import By
 
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     d = browser
     d.get(server + "/")
@@ -293,7 +293,7 @@ def test_caption_page(request, browser, tmp_path):
 
     override = os.environ.get("POLYMODAL_BROWSER_CAPTION_RUN")
     run = Path(override) if override else request.getfixturevalue("small_caption_run")
-    caption = pytest.importorskip("polymodal.tasks.caption")
+    caption = pytest.importorskip("polymodal.tasks.caption.fit")
     src = sample_path("openclipart")
     image = (src.parent / json.loads(src.read_text().splitlines()[0])["image"]).resolve()
     expected = caption.caption_images(caption.load_captioner(run), [image])[0]

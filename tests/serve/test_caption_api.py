@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
-caption_task = pytest.importorskip("polymodal.tasks.caption")
+caption_task = pytest.importorskip("polymodal.tasks.caption.fit")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def client(caption_run):
 
 @pytest.fixture(scope="module")
 def images(small_run) -> list[Path]:
-    from polymodal.tasks.search import load_run
+    from polymodal.tasks.retrieval.predict import load_run
 
     manifest = load_run(small_run).config.manifest
     return [Path(json.loads(line)["image"]) for line in Path(manifest).read_text().splitlines()]

@@ -146,7 +146,7 @@ def test_classify_on_a_retrieval_run_says_why(small_run):
 
 
 def test_unservable_folders_are_clear_errors(tmp_path):
-    from polymodal.errors import PolymodalError
+    from polymodal.core.errors import PolymodalError
     from polymodal.serve.app import create_app
 
     with pytest.raises(PolymodalError, match="not found"):

@@ -8,7 +8,8 @@ import pytest
 from tasks_testdata import write_features
 
 from polymodal.data.datasets import sample_path
-from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
+from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.fit import fit_retrieval
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polymodal.cache.features import FeatureSet
-from polymodal.cli import main
+from polymodal.features.cache.features import FeatureSet
+from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
-from polymodal.eval.textgen import normalize_caption
-from polymodal.tasks.caption import (CaptionConfig, decode, fit_caption, load_captioner,
-                                     nearest_neighbour_captions)
-from polymodal.train.loop import TrainConfig
+from polymodal.metrics.textgen import normalize_caption
+from polymodal.tasks.caption.config import CaptionConfig
+from polymodal.tasks.caption.fit import decode, fit_caption, load_captioner, nearest_neighbour_captions
+from polymodal.train.config import TrainConfig
 
 N_TRAIN, N_TEST = 50, 10
 

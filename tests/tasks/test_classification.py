@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polymodal.errors import DataError, PolymodalError, UsageError
-from polymodal.tasks.classification import (ClassifierConfig, fit_classifier, load_classifier,
-                                            predict)
-from polymodal.train.loop import TrainConfig
+from polymodal.core.errors import DataError, PolymodalError, UsageError
+from polymodal.tasks.classify.config import ClassifierConfig
+from polymodal.tasks.classify.fit import fit_classifier, load_classifier, predict
+from polymodal.train.config import TrainConfig
 
 N_IMAGES = 2400
 PIXEL_NOISE = 0.35
@@ -151,7 +151,7 @@ def test_rows_without_modalities_are_reported_and_skipped(runs):
 
 
 def test_predictions_reload_and_match(runs, avd):
-    from polymodal.cache.features import FeatureSet
+    from polymodal.features.cache.features import FeatureSet
 
     run, res = runs["early"]
     with open(run / "predictions.csv") as fh:
@@ -202,7 +202,9 @@ def test_config_from_yaml(avd, tmp_path):
     cfg = make_config(avd, "attention", fusion_options={"attn_dim": 16})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json())))
-    assert ClassifierConfig.from_yaml(path) == cfg
+    from polymodal.core.config import load_config
+
+    assert load_config(ClassifierConfig, path, {}, progress=cfg.train.progress) == cfg
 
 
 def edited_manifest(path: Path, avd: Path, n: int, **columns) -> Path:

@@ -1,5 +1,5 @@
 """`polymodal compare`, `robustness` over a compare folder, `fit classify` and bad input, all
-through the CLI (`polymodal.cli.main`) on the tiny real audio-visual digits set."""
+through the CLI (`polymodal.cli.main.main`) on the tiny real audio-visual digits set."""
 from __future__ import annotations
 
 import csv
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polymodal.cli import main
-from polymodal.tasks.classification import load_classifier
+from polymodal.cli.main import main
+from polymodal.tasks.classify.fit import load_classifier
 
 from test_classification import build_avdigits_tiny, edited_manifest
 

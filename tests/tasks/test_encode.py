@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from polymodal.cache.features import FeatureSet
+from polymodal.features.cache.features import FeatureSet
 from polymodal.data.loaders import load_image
-from polymodal.encoders.base import encode_items
-from polymodal.tasks.encode import encode_manifest
+from polymodal.features.encoders.base import encode_items
+from polymodal.features.encode import encode_manifest
 
 
 class HistEncoder:
@@ -138,7 +138,7 @@ def test_encode_caches_and_skips(small_manifest, tmp_path):
 
 
 def test_feature_cache_never_stores_nonfinite(tmp_path):
-    from polymodal.cache.store import FeatureStore
+    from polymodal.features.cache.store import FeatureStore
 
     st = FeatureStore(tmp_path, "x")
     with pytest.raises(ValueError):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polymodal.cli import main
+from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
-from polymodal.tasks.generate import GenerateConfig, fit_generate, generate_images, load_generator
-from polymodal.train.loop import TrainConfig
+from polymodal.tasks.generate.config import GenerateConfig
+from polymodal.tasks.generate.fit import fit_generate, generate_images, load_generator
+from polymodal.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +84,8 @@ def test_gan_step_trains_generator_and_discriminator():
     discriminator's gradients are left empty for the loop's optimizer."""
     import torch
 
-    from polymodal.tasks.gen_models import CondGAN
-    from polymodal.tasks.generate import _gan_step
+    from polymodal.nn.generative import CondGAN
+    from polymodal.tasks.generate.fit import _gan_step
 
     torch.manual_seed(0)
     model = CondGAN(1, 28, 8, latent_dim=8, width=8)
@@ -125,8 +126,8 @@ def test_spectral_norm_folds_back_to_plain_weights():
     so `build_generator` + `load_state_dict` read the run back."""
     import torch
 
-    from polymodal.tasks.gen_models import CondGAN, build_generator
-    from polymodal.tasks.generate import spectral_norm_discriminator
+    from polymodal.nn.generative import CondGAN, build_generator
+    from polymodal.tasks.generate.fit import spectral_norm_discriminator
 
     model = CondGAN(1, 28, 8, latent_dim=8, width=8)
     keys = set(model.state_dict())
@@ -157,8 +158,8 @@ def test_gan_step_penalises_a_generator_that_ignores_z():
     """The mode-seeking term: with the generator's z inputs cut, the generator loss explodes."""
     import torch
 
-    from polymodal.tasks.gen_models import CondGAN
-    from polymodal.tasks.generate import _gan_step
+    from polymodal.nn.generative import CondGAN
+    from polymodal.tasks.generate.fit import _gan_step
 
     x, c = torch.rand(16, 1, 28, 28), torch.randn(16, 8)
 

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from polymodal.cli import main
+from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
-from polymodal.errors import PolymodalError, UsageError
-from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
-from polymodal.tasks.search import eval_run, load_run, search_run
-from polymodal.train.loop import TrainConfig
+from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.fit import fit_retrieval
+from polymodal.tasks.retrieval.predict import eval_run, load_run, search_run
+from polymodal.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ import pytest
 
 from tasks_testdata import write_features
 
-from polymodal.cli import main
+from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
-from polymodal.errors import UsageError
-from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
-from polymodal.tasks.search import load_run, search_run
+from polymodal.core.errors import UsageError
+from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.fit import fit_retrieval
+from polymodal.tasks.retrieval.predict import load_run, search_run
 
 
 @pytest.fixture

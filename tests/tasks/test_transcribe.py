@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polymodal.cli import main
+from polymodal.cli.main import main
 from polymodal.tasks.transcribe import transcribe_manifest, transcript_wer
 
 CLIPS = ["3_jackson_10.wav", "7_theo_20.wav", "5_george_30.wav"]

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polymodal.cli import main
+from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
 from polymodal.data.manifest import read_manifest
-from polymodal.encoders import build_encoder
-from polymodal.errors import UsageError
-from polymodal.tasks.retrieval import RetrievalConfig, fit_retrieval
-from polymodal.tasks.search import load_run
-from polymodal.tasks.zeroshot import class_prompts, zero_shot_run
+from polymodal.features.encoders import build_encoder
+from polymodal.core.errors import UsageError
+from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.fit import fit_retrieval
+from polymodal.tasks.retrieval.predict import load_run
+from polymodal.tasks.retrieval.zeroshot import class_prompts, zero_shot_run
 
 PROMPT = "a drawing of {}"
 

@@ -6,8 +6,9 @@ import csv
 import pytest
 import torch
 
-from polymodal.errors import PolymodalError
-from polymodal.train.loop import TrainConfig, fit_loop, seed_everything
+from polymodal.core.errors import PolymodalError
+from polymodal.train.config import TrainConfig
+from polymodal.train.loop import fit_loop, seed_everything
 
 
 def _problem(seed=0):

@@ -8,7 +8,9 @@ import sys
 import pytest
 import torch
 
-from polymodal.train.loop import TrainConfig, fit_loop, seed_everything
+from polymodal.train.config import TrainConfig
+
+from polymodal.train.loop import fit_loop, seed_everything
 
 
 def _setup():

@@ -16,7 +16,7 @@ from typing import Any
 
 from polymodal.data.loaders import normalize_text
 from polymodal.data.manifest import SPLIT_ALIASES, write_manifest
-from polymodal.errors import DataError, UsageError
+from polymodal.core.errors import DataError, UsageError
 
 
 def _load_json(path: Path) -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polymodal.errors import DecodeError, UsageError
+from polymodal.core.errors import DecodeError, UsageError
 
 MAX_IMAGE_PIXELS = 89_478_485  # Pillow's default bomb limit (~9459×9459)
 MIN_IMAGE_SIDE = 2

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from polymodal.errors import DataError, Problem
+from polymodal.core.errors import DataError, Problem
 
 ROLES = ("id", "image", "text", "audio", "label", "split")
 MODALITIES = ("image", "text", "audio")
@@ -320,7 +320,7 @@ def write_manifest(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows (dicts) atomically: CSV when ``path`` ends in .csv (list cells become JSON
     lists, which `read_manifest` reads back as lists), JSONL otherwise. Media paths should be
     relative to the manifest's folder."""
-    from polymodal.cache.atomic import atomic_write_text
+    from polymodal.core.atomic import atomic_write_text
 
     path = Path(path)
     if path.suffix.lower() == ".csv":

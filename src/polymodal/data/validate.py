@@ -17,7 +17,7 @@ from pathlib import Path
 
 from polymodal.data.loaders import MAX_AUDIO_SECONDS, load_audio, load_image, probe_audio
 from polymodal.data.manifest import Manifest, read_manifest
-from polymodal.errors import DataError, DecodeError, Problem, UsageError
+from polymodal.core.errors import DataError, DecodeError, Problem, UsageError
 
 
 @dataclass

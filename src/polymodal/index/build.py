@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.index.common import VectorIndex, check_dim, check_metric, read_meta
 from polymodal.index.exact import ExactIndex
 from polymodal.index.faiss_index import KINDS as FAISS_KINDS

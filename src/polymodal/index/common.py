@@ -17,8 +17,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from polymodal.cache.atomic import atomic_write_text
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.atomic import atomic_write_text
+from polymodal.core.errors import PolymodalError, UsageError
 
 METRICS = ("cosine", "ip")
 FORMAT = "polymodal-index"

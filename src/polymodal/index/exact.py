@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from polymodal.cache.atomic import atomic_path
-from polymodal.errors import PolymodalError
+from polymodal.core.atomic import atomic_path
+from polymodal.core.errors import PolymodalError
 from polymodal.index.common import (IdTable, SearchResult, as_matrix, check_dim, check_k,
                                     check_metric, read_ids, read_meta, remove_stale, write_ids,
                                     write_meta)

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from polymodal.cache.atomic import atomic_path
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.atomic import atomic_path
+from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.index.common import (IdTable, SearchResult, as_matrix, check_dim, check_k,
                                     check_metric, default_nlist, default_pq_m, read_ids,
                                     read_meta, remove_stale, write_ids, write_meta)

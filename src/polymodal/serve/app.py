@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from polymodal.errors import UsageError
+from polymodal.core.errors import UsageError
 from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
                                     upload_modality, warm_up)
 
@@ -170,7 +170,7 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     from starlette.concurrency import run_in_threadpool
 
     from polymodal.serve.batching import SearchBatcher
-    from polymodal.tasks.search import embed_query, load_run
+    from polymodal.tasks.retrieval.predict import embed_query, load_run
 
     run = load_run(run_dir)
     cfg = run.config

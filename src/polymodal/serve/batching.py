@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from polymodal.errors import UsageError
-from polymodal.tasks.search import Hit, RetrievalRun
+from polymodal.core.errors import UsageError
+from polymodal.tasks.retrieval.predict import Hit, RetrievalRun
 
 
 @dataclass
@@ -84,7 +84,7 @@ class SearchBatcher:
     def _process(self, batch: list[Pending]) -> None:
         import torch
 
-        from polymodal.errors import DecodeError, PolymodalError
+        from polymodal.core.errors import DecodeError, PolymodalError
 
         cfg = self.run.config
         m = batch[0].modality

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polymodal.errors import UsageError
+from polymodal.core.errors import UsageError
 from polymodal.serve.common import Guard, warm_up
 
 MAX_BEAM = 10
@@ -17,7 +17,7 @@ def caption_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool) -
     from fastapi import File, Form, UploadFile
     from starlette.concurrency import run_in_threadpool
 
-    from polymodal.tasks.caption import caption_images, load_captioner
+    from polymodal.tasks.caption.fit import caption_images, load_captioner
 
     run = load_captioner(run_dir)
     if preload:

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.errors import DecodeError, PolymodalError, UsageError
+from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.serve.common import Guard, warm_up
 
 
 def encoder_name(encoder_id: str, fallback: str | None = None) -> str | None:
     """The registry name an encoder id was made by (``minilm|…`` -> ``minilm``; ``hf:org/m|…`` ->
     ``hf:org/m``), else ``fallback`` (the run config's encoder setting)."""
-    from polymodal.encoders.registry import ENCODERS, HF_PREFIX
+    from polymodal.features.encoders.registry import ENCODERS, HF_PREFIX
 
     head = encoder_id.split("|", 1)[0]
     if head in ENCODERS or (head.startswith(HF_PREFIX) and not head.startswith("hf:local/")):
@@ -33,8 +33,8 @@ class Classifier:
     """A loaded classification run plus its encoders (built on first use)."""
 
     def __init__(self, run_dir: str | Path):
-        from polymodal.encoders import DEFAULT_ENCODERS
-        from polymodal.tasks.classification import load_classifier
+        from polymodal.features.encoders import DEFAULT_ENCODERS
+        from polymodal.tasks.classify.fit import load_classifier
 
         self.clf = load_classifier(run_dir)
         self.modalities = self.clf.modalities
@@ -47,7 +47,7 @@ class Classifier:
 
     def encoder(self, modality: str) -> Any:
         """The run's encoder for ``modality`` (a `PolymodalError` if it cannot be rebuilt)."""
-        from polymodal.encoders import build_encoder
+        from polymodal.features.encoders import build_encoder
 
         if modality not in self._enc:
             name = self.names[modality]
@@ -64,7 +64,7 @@ class Classifier:
 
     def classify(self, items: dict[str, Any], top: int = 10) -> dict:
         """Prediction for one example: ``items`` maps modality -> text or file path."""
-        from polymodal.tasks.classification import predict
+        from polymodal.tasks.classify.fit import predict
 
         unknown = sorted(set(items) - set(self.modalities))
         if unknown:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}

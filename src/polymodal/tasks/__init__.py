@@ -1,1 +1,1 @@
-"""Tasks wire encoders, heads and losses together: encode, retrieval, classification, generation."""
+"""Tasks, one package each of one shape: config.py (torch-free) · data.py · fit.py · predict.py."""

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from polymodal.errors import PolymodalError, Problem, UsageError
+from polymodal.core.errors import PolymodalError, Problem, UsageError
 
 MAX_SECONDS = 30.0
 
@@ -43,7 +43,7 @@ class Transcriber:
                  max_tokens: int = 96, threads: int | None = None):
         from faster_whisper.tokenizer import Tokenizer
 
-        from polymodal.encoders.whisper import WhisperEncoder
+        from polymodal.features.encoders.whisper import WhisperEncoder
 
         if beam < 1 or batch_size < 1 or max_tokens < 1:
             raise UsageError("beam, batch_size and max_tokens must be at least 1")
@@ -181,7 +181,7 @@ def _rebase(v: Any, old: Path, new: Path) -> Any:
 
 def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str]) -> float:
     """WER (digits spelled out, punctuation dropped) over the items that have a transcript."""
-    from polymodal.eval.textgen import word_error_rate
+    from polymodal.metrics.textgen import word_error_rate
 
     pairs = [(h, r) for h, r in zip(hyps, refs) if h is not None]
     if not pairs:

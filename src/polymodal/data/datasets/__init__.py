@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 __all__ = ["DATASETS", "DatasetInfo", "SAMPLES", "build_dataset", "list_datasets",
            "list_samples", "sample_path"]

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 log = logging.getLogger("polymodal.data.datasets")
 
@@ -152,7 +152,7 @@ class OutputFolder:
 
     def commit(self, rows: list[dict], info: dict) -> Path:
         """Swap staged folders in, drop stale media folders, write manifest + info atomically."""
-        from polymodal.cache.atomic import atomic_write_text
+        from polymodal.core.atomic import atomic_write_text
         from polymodal.data.manifest import write_manifest
 
         for name, tmp in self.staged.items():

@@ -26,7 +26,7 @@ from polymodal.data.datasets._common import (DIGIT_WORDS, OutputFolder, as_list,
                                              split_counts)
 from polymodal.data.datasets.fsdd import Recording, list_recordings
 from polymodal.data.datasets.mnist import IMAGES, LABELS, load_mnist, write_png
-from polymodal.errors import PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 EXPECTED = (f"mnist/ (with {IMAGES}, {LABELS}) and fsdd/ (with recordings/*.wav) side by side, "
             "e.g. ../shared/data")

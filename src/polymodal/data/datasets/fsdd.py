@@ -17,7 +17,7 @@ from typing import Any
 from polymodal.data.datasets._common import (DIGIT_WORDS, OutputFolder, as_list, bar,
                                              check_limit, find_source, rel, say, speaker_split,
                                              split_counts)
-from polymodal.errors import PolymodalError
+from polymodal.core.errors import PolymodalError
 
 NAME_RE = re.compile(r"^([0-9])_([A-Za-z0-9-]+)_([0-9]+)\.wav$")
 EXPECTED = "recordings/{digit}_{speaker}_{index}.wav files (Free Spoken Digit Dataset)"

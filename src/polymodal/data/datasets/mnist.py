@@ -13,7 +13,7 @@ import numpy as np
 
 from polymodal.data.datasets._common import (DIGIT_WORDS, OutputFolder, bar, check_limit,
                                              find_source, say, split_counts)
-from polymodal.errors import DataError, UsageError
+from polymodal.core.errors import DataError, UsageError
 
 IMAGES = "t10k-images-idx3-ubyte.gz"
 LABELS = "t10k-labels-idx1-ubyte.gz"

@@ -34,7 +34,7 @@ from typing import Any
 
 from polymodal.data.datasets._common import (OutputFolder, bar, check_limit, find_source, rel,
                                              say, split_counts)
-from polymodal.errors import DataError
+from polymodal.core.errors import DataError
 
 EXPECTED = "captions.jsonl and images/ (OpenClipart drawings)"
 COLLECTION_MIN = 20  # a title on this many drawings describes a collection, not a drawing

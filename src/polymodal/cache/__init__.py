@@ -1,6 +1,0 @@
-"""Content-addressed feature cache with atomic writes."""
-from polymodal.cache.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from polymodal.cache.store import FeatureStore, FileHasher, default_cache_dir, text_digest
-
-__all__ = ["FeatureStore", "FileHasher", "atomic_path", "atomic_write_bytes",
-           "atomic_write_text", "default_cache_dir", "text_digest"]

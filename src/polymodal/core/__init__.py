@@ -1,0 +1,2 @@
+"""The bottom layer: errors, atomic writes, configs, run folders, splits, registries.
+No torch here."""

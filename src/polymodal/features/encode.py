@@ -1,0 +1,281 @@
+"""Encode a manifest into cached features: the first step of every task.
+
+Each cell (an image, an audio file, one caption) is keyed by encoder id + content digest. Cells
+already in the feature store are copied, the rest are decoded in a thread pool, encoded in
+batches and stored. Bad cells are skipped and reported (file, row, column, reason); the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.features.cache.features import FeatureSet
+from polymodal.features.cache.store import FeatureStore, FileHasher, default_cache_dir, text_digest
+from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.features.encoders import DEFAULT_ENCODERS, Encoder, build_encoder
+from polymodal.core.errors import PolymodalError, Problem, UsageError
+
+SHARD_ROWS = 4096
+
+
+@dataclass
+class ModalityStats:
+    encoder: str
+    items: int = 0
+    cached: int = 0
+    encoded: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class EncodeResult:
+    """What ``encode_manifest`` did; ``features`` reads the written folder."""
+
+    out: Path
+    rows: int
+    stats: dict[str, ModalityStats]
+    skipped: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def features(self) -> FeatureSet:
+        return FeatureSet.load(self.out)
+
+    def table(self) -> str:
+        """Plain-text summary table."""
+        head = f"{'modality':<9} {'encoder':<20} {'items':>7} {'cached':>7} {'encoded':>8} " \
+               f"{'skipped':>8} {'seconds':>8}"
+        lines = [head, "-" * len(head)]
+        for m, s in self.stats.items():
+            lines.append(f"{m:<9} {s.encoder:<20} {s.items:>7} {s.cached:>7} {s.encoded:>8} "
+                         f"{s.skipped:>8} {s.seconds:>8.1f}")
+        return "\n".join(lines)
+
+
+def resolve_encoders(manifest: Manifest, spec: dict[str, Any] | None) -> dict[str, Encoder]:
+    """Encoders for the manifest's modalities: ``spec`` maps modality -> name or Encoder;
+    modalities not named use the offline defaults. Naming a modality the manifest lacks is an
+    error; naming only some modalities encodes only those."""
+    spec = dict(spec or {})
+    for m in spec:
+        if m not in manifest.modalities:
+            raise UsageError(f"--encoder {m}=…: the manifest has no '{m}' column (it has "
+                             f"{', '.join(manifest.modalities)})")
+    mods = list(spec) if spec else manifest.modalities
+    out: dict[str, Encoder] = {}
+    for m in mods:
+        e = spec.get(m, DEFAULT_ENCODERS[m])
+        out[m] = build_encoder(e, modality=m) if isinstance(e, str) else e
+    return out
+
+
+def _prefetch(pool: ThreadPoolExecutor, fn, items: Sequence[Any], depth: int) -> Iterator:
+    """Map ``fn`` over items in a thread pool with at most ``depth`` results in flight."""
+    it = iter(items)
+    inflight: deque = deque()
+    for item in it:
+        inflight.append(pool.submit(fn, item))
+        if len(inflight) >= depth:
+            break
+    while inflight:
+        res = inflight.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            inflight.append(pool.submit(fn, nxt))
+        yield res
+
+
+def _cells(manifest: Manifest, modality: str) -> list[tuple[int, Any]]:
+    """(row index, item) for every cell of a modality; captions of one row are separate cells."""
+    cells = []
+    for i, rec in enumerate(manifest.records):
+        item = rec.get(modality)
+        if item is None:
+            continue
+        for x in (item if isinstance(item, list) else [item]):
+            cells.append((i, x))
+    return cells
+
+
+def _encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: FeatureStore,
+                     hasher: FileHasher, out: Path, batch_size: int, workers: int,
+                     progress: bool, skipped: list[Problem]) -> ModalityStats:
+    t0 = time.perf_counter()
+    stats = ModalityStats(encoder=encoder.name)
+    cells = _cells(manifest, modality)
+    stats.items = len(cells)
+    col = manifest.column_of(modality)
+    fname = str(manifest.path)
+    recs = manifest.records
+
+    def fail(i: int, reason: str) -> None:
+        skipped.append(Problem(fname, recs[i].row, col, reason))
+
+    keys: list[str | None] = []
+    for i, item in cells:
+        if modality == "text":
+            keys.append(text_digest(item))
+            continue
+        try:
+            keys.append(hasher.digest(Path(item)))
+        except FileNotFoundError:
+            keys.append(None)
+            fail(i, f"file not found: {item}")
+        except OSError as e:
+            keys.append(None)
+            fail(i, f"cannot read {item}: {e.strerror or e}")
+    hasher.flush()
+    where = store.lookup([k for k in keys if k is not None])
+    todo: dict[str, Any] = {}
+    for (i, item), k in zip(cells, keys):
+        if k is not None and k not in where and k not in todo:
+            todo[k] = item
+    stats.cached = sum(1 for k in keys if k is not None and k in where)
+    order = list(todo)
+    if modality == "text":
+        order.sort(key=lambda k: len(todo[k]))
+    bad_keys: dict[str, str] = {}
+
+    def prepare(k: str) -> tuple[str, Any, str | None]:
+        try:
+            return k, encoder.prepare(todo[k]), None
+        except PolymodalError as e:
+            return k, None, getattr(e, "reason", str(e))
+        except Exception as e:  # a batch job keeps going; report the cell
+            return k, None, f"unexpected {type(e).__name__}: {e}"
+
+    buf_keys: list[str] = []
+    buf_vecs: list[np.ndarray] = []
+    bar = tqdm(total=len(order), desc=f"encode {modality} ({encoder.name})", unit="item",
+               disable=not progress or not order, dynamic_ncols=True)
+
+    def run_batch(batch: list[tuple[str, Any]]) -> None:
+        with torch.inference_mode():
+            vec = encoder.encode_prepared([x for _, x in batch]).float().cpu().numpy()
+        for (k, _), v in zip(batch, vec):
+            if np.isfinite(v).all():
+                buf_keys.append(k)
+                buf_vecs.append(v)
+            else:
+                bad_keys[k] = "encoder produced non-finite values"
+        if len(buf_keys) >= SHARD_ROWS:
+            store.put(buf_keys, np.stack(buf_vecs))
+            buf_keys.clear()
+            buf_vecs.clear()
+        bar.update(len(batch))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        batch: list[tuple[str, Any]] = []
+        for k, x, err in _prefetch(pool, prepare, order, depth=batch_size * 4):
+            if err is not None:
+                bad_keys[k] = err
+                bar.update(1)
+                continue
+            batch.append((k, x))
+            if len(batch) >= batch_size:
+                run_batch(batch)
+                batch = []
+        if batch:
+            run_batch(batch)
+    bar.close()
+    if buf_keys:
+        store.put(buf_keys, np.stack(buf_vecs))
+    stats.encoded = len(order) - len(bad_keys)
+    where = store.lookup([k for k in keys if k is not None])
+    good = []
+    for (i, item), k in zip(cells, keys):
+        if k is None:
+            continue
+        if k in bad_keys:
+            fail(i, bad_keys[k])
+        elif k in where:
+            good.append((i, where[k]))
+    stats.skipped = len(cells) - len(good)
+    dim = int(encoder.dim)
+    with atomic_path(out / f"{modality}.npy") as tmp:
+        mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(good), dim))
+        for s in range(0, len(good), 65536):
+            part = good[s:s + 65536]
+            mat[s:s + len(part)] = store.gather([w for _, w in part],
+                                                np.empty((len(part), dim), np.float16))
+        mat.flush()
+        del mat
+    with atomic_path(out / f"{modality}_rows.npy") as tmp:
+        np.save(tmp, np.array([i for i, _ in good], dtype=np.int64))
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
+                    encoders: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
+                    batch_size: int | None = None, workers: int = 2, progress: bool = True,
+                    columns: dict[str, str] | None = None) -> EncodeResult:
+    """Encode every modality of a manifest into ``out`` (see `FeatureSet` for the layout),
+    reusing and filling the content-addressed cache in ``cache_dir``."""
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, columns=columns)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    encs = resolve_encoders(manifest, encoders)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    skipped = [p for p in manifest.problems if p.level == "error"]
+    warnings = [p for p in manifest.problems if p.level != "error"]
+    hasher = FileHasher(cache)
+    stats: dict[str, ModalityStats] = {}
+    meta_mods: dict[str, dict] = {}
+    try:
+        for m, enc in encs.items():
+            store = FeatureStore(cache, enc.id)
+            try:
+                bs = batch_size or getattr(enc, "batch_size", 32)
+                stats[m] = _encode_modality(manifest, m, enc, store, hasher, out, bs, workers,
+                                            progress, skipped)
+            finally:
+                store.close()
+            meta_mods[m] = {"encoder": enc.id, "name": enc.name, "dim": int(enc.dim),
+                            "count": stats[m].items - stats[m].skipped}
+    finally:
+        hasher.close()
+    skipped.sort(key=lambda p: (p.row or 0, p.column or ""))
+    atomic_write_text(out / "skipped.jsonl",
+                      "".join(json.dumps(p.to_dict()) + "\n" for p in skipped))
+    atomic_write_text(out / "ids.json", json.dumps(manifest.ids))
+    atomic_write_text(out / "features.json", json.dumps({
+        "manifest": str(manifest.path), "n_rows": len(manifest), "modalities": meta_mods,
+        "columns": manifest.columns}, indent=1))
+    return EncodeResult(out=out, rows=len(manifest), stats=stats, skipped=skipped,
+                        warnings=warnings)
+
+
+def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: dict[str, str],
+                      features: str | Path | None, out: Path, cache_dir: str | Path | None,
+                      progress: bool = True, require: Sequence[str] = ()) -> FeatureSet:
+    """Features of ``modalities`` for ``manifest``: the folder ``features`` (which must have been
+    encoded from this manifest), else a cached encode into ``out/features`` with ``encoders``
+    (defaults for the others). A clear error when the manifest lacks one of ``require`` (the
+    columns the task needs, in this order) or of ``modalities``."""
+    for m in dict.fromkeys([*require, *modalities]):
+        if m not in manifest.modalities:
+            raise UsageError(f"{manifest.path}: no {m} column "
+                             f"(has {', '.join(manifest.modalities)})")
+    if features:
+        fs = FeatureSet.load(features)
+        if fs.ids != manifest.ids:
+            raise UsageError(f"{features} was not encoded from {manifest.path} (ids differ)")
+        return fs
+    enc = {m: encoders.get(m, DEFAULT_ENCODERS[m]) for m in modalities}
+    return encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cache_dir,
+                           progress=progress).features

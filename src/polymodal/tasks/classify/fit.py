@@ -1,0 +1,393 @@
+"""Multimodal prediction: classification, multilabel classification and regression.
+
+``fit_classifier(config, out)`` encodes the manifest (cached), trains a fusion model (or a
+unimodal baseline, ``fusion="unimodal:<modality>"``) on the train split with early stopping on
+val, evaluates on test and writes::
+
+    RUN/config.yaml  RUN/model.safetensors  RUN/metrics.json  RUN/predictions.csv
+    RUN/skipped.jsonl  RUN/train_log.csv  RUN/features/ (unless ``features`` was given)
+
+Missing modalities: a row's mask comes from the features it has (an empty manifest cell or a
+file that failed to encode means missing). Rows with none of the chosen modalities are reported
+in skipped.jsonl and left out. ``modality_dropout`` hides present modalities at random while
+training (never all of a row); evaluation uses the real mask. A unimodal baseline is an MLP on
+one modality; rows missing that modality get a learned output vector ``prior`` (initialised to
+the training log class frequencies / the target mean, and trained on training rows that miss
+the modality, if any).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import BaseModel, Field
+from torch import nn
+
+from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.features.cache.features import FeatureSet
+from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.core.errors import Problem, UsageError
+from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
+from polymodal.tasks.classify.data import (ClassData, PeakMemory, decode_outputs, prepare_data,
+                                        score_outputs, unimodal_prior, write_predictions)
+from polymodal.tasks.classify.config import ClassifierConfig
+from polymodal.train.config import TrainConfig
+from polymodal.train.loop import fit_loop, seed_everything
+
+UNIMODAL = "unimodal:"
+
+
+def check_method(name: str, modalities: Sequence[str]) -> None:
+    """Raise a `UsageError` unless ``name`` is a fusion or ``unimodal:<m>`` usable here."""
+    mods = sorted(modalities)
+    valid = list(FUSIONS) + [UNIMODAL + m for m in mods]
+    if name.startswith(UNIMODAL):
+        if name[len(UNIMODAL):] not in mods:
+            raise UsageError(f"unimodal baseline '{name}': modality '{name[len(UNIMODAL):]}' is "
+                             f"not among the modalities used ({', '.join(mods)})")
+    elif name not in FUSIONS:
+        raise UsageError(f"unknown fusion '{name}'; valid: {', '.join(valid)}")
+    elif len(mods) < 2:
+        raise UsageError(f"fusion '{name}' needs at least 2 modalities, got {mods}; use "
+                         f"{', '.join(UNIMODAL + m for m in mods)}")
+
+
+class ClassifierNet(nn.Module):
+    """Standardise each modality with training statistics, fuse, predict.
+
+    ``forward(x: {modality: [B, d]}, mask: bool [B, M])`` (columns in sorted modality order)
+    returns logits (classification, multilabel) or standardised values (regression).
+    """
+
+    def __init__(self, method: str, dims: Mapping[str, int], n_out: int, hidden: int = 128,
+                 dropout: float = 0.1, options: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.method, self.names = method, sorted(dims)
+        for m in self.names:
+            self.register_buffer(f"mean_{m}", torch.zeros(dims[m]))
+            self.register_buffer(f"std_{m}", torch.ones(dims[m]))
+        self.fusion = self.head = self.body = self.prior = None
+        if method.startswith(UNIMODAL):
+            self.modality = method[len(UNIMODAL):]
+            self.body = nn.Sequential(nn.Linear(dims[self.modality], hidden), nn.ReLU(),
+                                      nn.Dropout(dropout), nn.Linear(hidden, n_out))
+            self.prior = nn.Parameter(torch.zeros(n_out))
+        else:
+            logits = FUSIONS[method].produces_logits
+            self.fusion = build_fusion(method, dict(dims), n_out if logits else hidden,
+                                       **dict(options or {}))
+            if not logits:
+                self.head = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
+
+    def set_scaling(self, means: Mapping[str, np.ndarray], stds: Mapping[str, np.ndarray]) -> None:
+        """Copy per-modality feature means / standard deviations into the buffers."""
+        for m in self.names:
+            getattr(self, f"mean_{m}").copy_(torch.from_numpy(np.asarray(means[m], np.float32)))
+            getattr(self, f"std_{m}").copy_(torch.from_numpy(np.asarray(stds[m], np.float32)))
+
+    def forward(self, x: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        z = {m: (x[m] - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")
+             for m in self.names if m in x}
+        if self.body is None:
+            out = self.fusion(z, mask)
+            return out if self.head is None else self.head(out)
+        prior = self.prior.unsqueeze(0).expand(mask.shape[0], -1)
+        xm = z.get(self.modality)
+        if xm is None:
+            return prior
+        keep = mask[:, self.names.index(self.modality)].unsqueeze(1)
+        out = self.body(torch.where(keep, xm, torch.zeros_like(xm)))
+        return torch.where(keep, out, prior)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def model_outputs(model: ClassifierNet, x: Mapping[str, np.ndarray], mask: np.ndarray,
+                  batch: int = 8192, threads: int = 1) -> np.ndarray:
+    """Raw outputs ``[N, n_out]`` of ``model`` in eval mode (no gradients)."""
+    model.eval()
+    n = len(mask)
+    outs = []
+    with torch.inference_mode(), torch_threads(threads):
+        for s in range(0, n, batch):
+            xb = {m: torch.from_numpy(np.ascontiguousarray(v[s:s + batch], np.float32))
+                  for m, v in x.items()}
+            outs.append(model(xb, torch.from_numpy(np.asarray(mask[s:s + batch], bool))).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+
+
+def _loss(problem: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if problem == "classification":
+        return F.cross_entropy(out, y)
+    if problem == "multilabel":
+        return F.binary_cross_entropy_with_logits(out, y)
+    return F.mse_loss(out[:, 0], y)
+
+
+def _scaled_y(data: ClassData, spec: dict) -> np.ndarray:
+    if spec["problem"] != "regression":
+        return data.y
+    return ((data.y - spec["mean"]) / spec["std"]).astype(np.float32)
+
+
+def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | None,
+                progress: bool = True, resume: bool = False) -> tuple[ClassifierNet, dict]:
+    """Train on ``data``'s train rows with early stopping on its val rows."""
+    problem = spec["problem"]
+    tr, va = data.select("train"), data.select("val")
+    gen = seed_everything(cfg.train.seed)
+    dims = {m: tr.x[m].shape[1] for m in data.modalities}
+    n_out = len(spec["labels"]) if problem != "regression" else 1
+    model = ClassifierNet(cfg.fusion, dims, n_out, cfg.hidden, cfg.dropout, cfg.fusion_options)
+    means, stds = {}, {}
+    for i, m in enumerate(data.modalities):
+        rows = tr.x[m][tr.mask[:, i]]
+        means[m] = rows.mean(0) if len(rows) else np.zeros(dims[m], np.float32)
+        sd = rows.std(0) if len(rows) > 1 else np.ones(dims[m], np.float32)
+        stds[m] = np.where(sd > 1e-6, sd, 1.0)
+    model.set_scaling(means, stds)
+    if model.prior is not None:
+        with torch.no_grad():
+            model.prior.copy_(torch.from_numpy(unimodal_prior(tr, spec)))
+    xs = {m: torch.from_numpy(np.ascontiguousarray(tr.x[m])) for m in data.modalities}
+    mask, y = torch.from_numpy(tr.mask), torch.from_numpy(_scaled_y(tr, spec))
+    n, bs = len(y), min(cfg.batch_size, len(y))
+    p = cfg.modality_dropout
+
+    def batches(epoch: int):
+        perm = torch.randperm(n, generator=gen)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            if len(idx) < 2 < n:
+                continue
+            mb = mask[idx]
+            yield ({m: v[idx] for m, v in xs.items()},
+                   modality_dropout(mb, p, gen) if p > 0 else mb, y[idx])
+
+    def step(mdl: nn.Module, batch) -> torch.Tensor:
+        xb, mb, yb = batch
+        return _loss(problem, mdl(xb, mb), yb)
+
+    vy = torch.from_numpy(_scaled_y(va, spec))
+
+    def validate(mdl: nn.Module) -> float:
+        o = model_outputs(mdl, va.x, va.mask)
+        loss = float(_loss(problem, torch.from_numpy(o), vy))
+        if problem == "classification":  # accuracy; the loss only breaks ties
+            return float(np.mean(o.argmax(1) == va.y)) - 1e-3 * loss
+        return -loss
+
+    tc = cfg.train.model_copy(update={"progress": cfg.train.progress and progress})
+    with PeakMemory() as mem, torch_threads(cfg.threads):
+        res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
+                       desc=f"fit {cfg.fusion}")
+    info = {"train_seconds": round(res.seconds, 3), "epochs_run": res.epochs_run,
+            "best_epoch": res.best_epoch, "val_score": round(res.best_score, 6),
+            "params": int(sum(t.numel() for t in model.parameters())),
+            "peak_mem_mb": round(mem.mb, 2), "peak_mem_method": mem.method}
+    return model, info
+
+
+def save_classifier(out: Path, cfg: ClassifierConfig, model: ClassifierNet, spec: dict,
+                    manifest: Manifest, features: Path, dims: Mapping[str, int]) -> None:
+    """Weights (safetensors) and config.yaml (config, label vocabulary, data paths)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    fs = FeatureSet.load(features)
+    doc = {"task": "classification", "problem": spec["problem"], "method": cfg.fusion,
+           "labels": spec.get("labels"), "target_mean": spec.get("mean"),
+           "target_std": spec.get("std"), "modalities": list(model.names),
+           "dims": {m: int(d) for m, d in dims.items()}, "n_out": _n_out(spec),
+           "manifest": str(manifest.path), "features": str(Path(features).resolve()),
+           "encoders": {m: fs.encoder_id(m) for m in model.names},
+           "config": json.loads(cfg.model_dump_json())}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def _n_out(spec: dict) -> int:
+    return 1 if spec["problem"] == "regression" else len(spec["labels"])
+
+
+def _features_for(cfg: ClassifierConfig, manifest: Manifest, mods: list[str], out: Path,
+                  progress: bool) -> Path:
+    if cfg.features:  # rows are matched by id: a folder encoded from a larger manifest works
+        FeatureSet.load(cfg.features)
+        return Path(cfg.features)
+    from polymodal.features.encoders import DEFAULT_ENCODERS
+    from polymodal.features.encode import encode_manifest
+
+    enc = {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in mods}
+    encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cfg.cache_dir,
+                    progress=progress)
+    return out / "features"
+
+
+def resolve_modalities(cfg: ClassifierConfig, manifest: Manifest) -> list[str]:
+    """The sorted modalities a run uses (checked against the manifest)."""
+    mods = sorted(cfg.modalities or manifest.modalities)
+    bad = [m for m in mods if m not in manifest.modalities]
+    if bad:
+        raise UsageError(f"{manifest.path}: modality '{bad[0]}' has no column; the manifest has "
+                         f"{', '.join(manifest.modalities)}")
+    return mods
+
+
+def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: list[Problem],
+                 manifest: Manifest, features: Path, out: Path, progress: bool = True,
+                 resume: bool = False) -> dict:
+    """Train, evaluate and save one run on already prepared data (used by `compare`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume)
+    test, val = data.select("test"), data.select("val")
+    t_out = model_outputs(model, test.x, test.mask)
+    result = {"method": cfg.fusion, "problem": spec["problem"], "target": cfg.target,
+              "metrics": score_outputs(test.y, t_out, spec),
+              "val_metrics": score_outputs(val.y, model_outputs(model, val.x, val.mask), spec),
+              **info, "n_train": int(len(data.select("train").ids)), "n_val": len(val.ids),
+              "n_test": len(test.ids), "skipped_rows": len(problems)}
+    save_classifier(out, cfg, model, spec, manifest, features,
+                    {m: data.x[m].shape[1] for m in data.modalities})
+    write_predictions(out / "predictions.csv", test, spec, t_out)
+    atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(p.to_dict()) + "\n"
+                                                      for p in problems))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
+    for f in ("checkpoint.pt", "best.pt"):
+        (out / f).unlink(missing_ok=True)
+    return result
+
+
+def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = True,
+                   resume: bool = False) -> dict:
+    """Encode (cached), train with early stopping, evaluate on test, write ``out``.
+
+    Returns the content of ``metrics.json``: ``metrics`` (test: accuracy, macro_f1, auroc or
+    mae, r2), ``val_metrics``, ``train_seconds``, ``params``, ``peak_mem_mb`` and counts.
+    """
+    cfg, out = config, Path(out)
+    manifest = read_manifest(cfg.manifest, columns=cfg.columns)
+    mods = resolve_modalities(cfg, manifest)
+    check_method(cfg.fusion, mods)
+    out.mkdir(parents=True, exist_ok=True)
+    feats = _features_for(cfg, manifest, mods, out, progress)
+    data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
+                                        cfg.task)
+    if problems and progress:
+        print(f"warning: {len(problems)} rows skipped (first: {problems[0]}); see "
+              f"{out / 'skipped.jsonl'}")
+    return fit_prepared(cfg, data, spec, problems, manifest, feats, out, progress, resume)
+
+
+@dataclass
+class LoadedClassifier:
+    """A trained run: the model plus its config.yaml (``doc``)."""
+
+    run: Path
+    doc: dict
+    model: ClassifierNet
+
+    @property
+    def problem(self) -> str:
+        return self.doc["problem"]
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.doc["modalities"])
+
+    @property
+    def labels(self) -> list | None:
+        return self.doc.get("labels")
+
+    @property
+    def spec(self) -> dict:
+        return {"problem": self.problem, "labels": self.labels, "mean": self.doc.get("target_mean"),
+                "std": self.doc.get("target_std")}
+
+    def outputs(self, x: Mapping[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """Raw model outputs for features ``x`` and mask ``[N, M]`` (columns = ``modalities``)."""
+        return model_outputs(self.model, x, mask)
+
+    def score(self, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+        return score_outputs(y, out, self.spec)
+
+    def data(self) -> ClassData:
+        """Every usable row of the run's manifest + features (``.select(split)`` for a split)."""
+        manifest = read_manifest(self.doc["manifest"], columns=self.doc["config"].get("columns"))
+        fs = FeatureSet.load(self.doc["features"])
+        data, _, _ = prepare_data(manifest, fs, self.modalities, self.doc["config"]["target"],
+                                  self.problem, spec=self.spec)
+        return data
+
+
+def load_classifier(run: str | Path) -> LoadedClassifier:
+    """Load a run folder written by `fit_classifier`."""
+    from polymodal.core.runfolder import read_run
+
+    run, doc, state = read_run(run, "classification", "classification run")
+    c = doc["config"]
+    model = ClassifierNet(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
+                          c.get("fusion_options"))
+    model.load_state_dict(state)
+    model.eval()
+    return LoadedClassifier(run=run, doc=doc, model=model)
+
+
+def predict(run: str | Path | LoadedClassifier, features: Mapping[str, np.ndarray] | FeatureSet,
+            mask: np.ndarray | None = None) -> dict[str, Any]:
+    """Predict for raw features (``{modality: [N, d]}`` from the run's encoders, or a
+    `FeatureSet`). ``mask [N, M]`` (columns = the run's sorted modalities) marks present
+    modalities; default: a FeatureSet's presence, else every given modality present.
+
+    Returns ``prediction`` (labels, label lists or values), ``proba`` (``[N, C]`` or None),
+    ``labels`` and the ``mask`` used."""
+    clf = run if isinstance(run, LoadedClassifier) else load_classifier(run)
+    mods, dims = clf.modalities, clf.doc["dims"]
+    if isinstance(features, FeatureSet):
+        got = {m: features.per_row(m) for m in mods if m in features.modalities}
+        x = {m: v for m, (v, _) in got.items()}
+        present = {m: p for m, (_, p) in got.items()}
+    else:
+        unknown = sorted(set(features) - set(mods))
+        if unknown:
+            raise UsageError(f"unknown modalities {unknown}; this run uses {mods}")
+        x = {m: np.asarray(v, np.float32) for m, v in features.items() if v is not None}
+        present = {}
+    if not x:
+        raise UsageError(f"no features given; this run uses {mods}")
+    n = len(next(iter(x.values())))
+    for m, v in x.items():
+        if v.ndim != 2 or v.shape != (n, dims[m]):
+            raise UsageError(f"modality '{m}': expected features [{n}, {dims[m]}], got "
+                             f"{list(v.shape)}")
+    x.update({m: np.zeros((n, dims[m]), np.float32) for m in mods if m not in x})
+    if mask is None:
+        given = set(present) if isinstance(features, FeatureSet) else set(features)
+        mask = np.stack([present.get(m, np.full(n, m in given)) for m in mods], 1)
+    mask = np.asarray(mask, bool)
+    if mask.shape != (n, len(mods)):
+        raise UsageError(f"mask must have shape [{n}, {len(mods)}] (columns {mods}), got "
+                         f"{list(mask.shape)}")
+    pred, proba = decode_outputs(clf.outputs(x, mask), clf.spec)
+    return {"prediction": pred, "proba": proba, "labels": clf.labels, "mask": mask}
+
+
+__all__ = ["ClassifierConfig", "ClassifierNet", "LoadedClassifier", "check_method",
+           "fit_classifier", "fit_prepared", "load_classifier", "model_outputs", "predict",
+           "resolve_modalities", "train_model", "UNIMODAL", "ClassData"]

@@ -1,0 +1,282 @@
+"""Text / audio -> image: a conditional VAE or GAN (`gen_models`) on embedding conditions.
+
+``fit_generate(config, out)`` encodes the manifest's condition modality (cached; every caption of
+a row is its own training pair), loads the images (grey 28x28 digits or RGB 64x64 drawings),
+trains on the train split and writes::
+
+    RUN/config.yaml  RUN/model.safetensors  RUN/metrics.json  RUN/samples/epoch_NNN.png
+    RUN/train_log.csv  RUN/digit_classifier.safetensors (digit metrics only)
+
+Metrics, named after the network that computes them (NOT comparable with published
+Inception-v3 FID / IS):
+
+- ``digits`` (labels 0-9, one channel): a `DigitCNN` trained here on the manifest's real train
+  images; "conditional accuracy" = share of samples the classifier reads as the requested
+  digit, "IS (DigitCNN, trained here)" and "FID (DigitCNN features, trained here)" against the
+  real test images. The same numbers for real train images vs real test images are given as
+  the reference a perfect generator would reach.
+- ``efficientnet`` (drawings): "FID (EfficientNet-Lite0 pool features)" against real test images.
+
+Model selection: the cVAE keeps the epoch with the best validation ELBO; the GAN keeps its last
+epoch (no validation signal). The GAN trains its discriminator inside the step with its own
+Adam optimizer, which is not saved in checkpoints (a resumed GAN restarts that optimizer).
+GAN recipe: Adam betas (0.5, 0.999) for both networks (unless ``train.betas`` is set), condition
+gain, spectral norm and minibatch-std in the discriminator, instance noise, one-sided label
+smoothing and a mode-seeking term (see `_gan_step`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, Field
+
+from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.tasks.generate import data as gd
+from polymodal.nn.generative import CVAE, CondGAN, build_generator, cvae_loss, g_loss
+from polymodal.tasks.generate.config import GenerateConfig
+from polymodal.train.config import TrainConfig
+from polymodal.train.loop import fit_loop, seed_everything
+
+
+GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees
+GAN_SMOOTH = 0.9  # one-sided label smoothing: target for real images
+GAN_D_LR = 1.0  # discriminator learning rate, as a share of the generator's
+GAN_BETAS = (0.5, 0.999)  # Adam betas of both networks unless train.betas is set (DCGAN)
+GAN_MS = 0.3  # weight of the mode-seeking term (Mao et al. 2019) in the generator loss
+
+
+def _discriminator_layers(model: CondGAN) -> list[torch.nn.Module]:
+    return [m for part in (model.disc, model.d_out, model.d_embed)
+            for m in part.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def spectral_norm_discriminator(model: CondGAN, on: bool) -> None:
+    """Add (``on``) or fold back spectral normalisation of the discriminator's weights; folded
+    back before saving, so the saved keys are plain `CondGAN` weights."""
+    for m in _discriminator_layers(model):
+        if on:
+            torch.nn.utils.spectral_norm(m)
+        else:
+            torch.nn.utils.remove_spectral_norm(m)
+
+
+def _gan_step(gen_opt_holder: dict):
+    """A fit_loop step for `CondGAN`: one discriminator update (own Adam, lr ``GAN_D_LR`` x the
+    generator's, instance noise, one-sided label smoothing), then the generator loss with the
+    discriminator frozen (its grads stay None, so the loop's optimizer skips it).
+
+    The fakes come in pairs sharing a condition (i and i + B/2) with different z; the generator
+    loss adds ``GAN_MS / (|G(c, z1) - G(c, z2)| / |z1 - z2|)`` (mode seeking), without which the
+    generator ignored z and drew one image per prompt."""
+    import torch.nn.functional as F
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return x + GAN_NOISE * torch.randn_like(x)
+
+    def step(model: CondGAN, batch) -> torch.Tensor:
+        x, c = batch
+        d_params = model.discriminator_parameters()
+        if "opt" not in gen_opt_holder:
+            gen_opt_holder["opt"] = torch.optim.Adam(
+                d_params, lr=gen_opt_holder["lr"] * GAN_D_LR,
+                betas=gen_opt_holder.get("betas", GAN_BETAS))
+        for p in d_params:
+            p.requires_grad_(True)
+        h = len(c) // 2
+        cf = torch.cat([c[:h], c[:h]], 0)  # fake conditions: pairs (i, i + h) share one
+        z = torch.randn(2 * h, model.latent_dim)
+        fake = model.generate(cf, z)
+        real_logits = model.critic(noisy(x), c)
+        loss_d = (GAN_SMOOTH * F.softplus(-real_logits).mean()
+                  + (1 - GAN_SMOOTH) * F.softplus(real_logits).mean()
+                  + F.softplus(model.critic(noisy(fake.detach()), cf)).mean())
+        opt = gen_opt_holder["opt"]
+        opt.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt.step()
+        for p in d_params:
+            p.requires_grad_(False)
+            p.grad = None
+        gen_opt_holder["d_loss"] = float(loss_d.detach())
+        ms = ((fake[:h] - fake[h:]).abs().mean((1, 2, 3)) / (z[:h] - z[h:]).abs().mean(1)).mean()
+        return g_loss(model.critic(noisy(fake), cf)) + GAN_MS / (ms + 1e-5)
+
+    return step
+
+
+def _build(cfg: GenerateConfig, channels: int, cond_dim: int) -> CVAE | CondGAN:
+    if cfg.model == "cvae":
+        return CVAE(channels, cfg.size, cond_dim, cfg.latent_dim, cfg.width)
+    return CondGAN(channels, cfg.size, cond_dim, max(cfg.latent_dim, 32), cfg.width,
+                   d_norm=False, cond_gain=True, mbstd=True)
+
+
+def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
+                 progress: bool = True) -> dict:
+    """Train a conditional generator and score it; returns the content of metrics.json."""
+    cfg, out = config, Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = gd.load_data(cfg, out, progress)
+    kind = gd.metric_kind(cfg, data)
+    torch.set_num_threads(cfg.threads)
+    gen = seed_everything(cfg.train.seed)
+    tr, va = data.pairs("train", cfg.limit), data.pairs("val")
+    if len(tr[0]) < 2:
+        raise PolymodalError(f"{cfg.manifest}: fewer than 2 training pairs")
+    model = _build(cfg, data.images.shape[1], data.cond.shape[1])
+    model.cond_norm.set_stats(torch.from_numpy(data.cond[tr[1]]))
+    if cfg.model == "gan":
+        spectral_norm_discriminator(model, True)
+    x_all = torch.from_numpy(data.images)
+    c_all = torch.from_numpy(data.cond)
+    tri, trc = torch.from_numpy(tr[0]), torch.from_numpy(tr[1])
+    bs = min(cfg.batch_size, len(tri))
+
+    def batches(epoch: int):
+        perm = torch.randperm(len(tri), generator=gen)
+        for s in range(0, len(perm) - bs + 1, bs):
+            idx = perm[s:s + bs]
+            yield x_all[tri[idx]], c_all[trc[idx]]
+
+    preview = gd.preview_conditions(data)
+    samples_dir = out / "samples"
+    samples_dir.mkdir(exist_ok=True)
+
+    def save_preview(mdl) -> None:
+        k = len(list(samples_dir.glob("epoch_*.png"))) + 1
+        z = torch.randn(len(preview) * 8, mdl.latent_dim, generator=torch.Generator().manual_seed(1))
+        imgs = mdl.sample(c_all[np.repeat(preview, 8)], z).numpy()
+        gd.save_grid(imgs, samples_dir / f"epoch_{k:03d}.png", cols=8)
+
+    if cfg.model == "cvae":
+        def step(mdl: CVAE, batch) -> torch.Tensor:
+            logits, mu, logvar = mdl(*batch)
+            return cvae_loss(logits, batch[0], mu, logvar, cfg.beta)
+
+        vx, vc = x_all[va[0]], c_all[va[1]]
+
+        def validate(mdl: CVAE) -> float:
+            save_preview(mdl)
+            if not len(vx):
+                return 0.0
+            logits, mu, logvar = mdl(vx, vc)
+            return -float(cvae_loss(logits, vx, mu, logvar, 1.0))
+        tc = cfg.train
+    else:
+        betas = cfg.train.betas or GAN_BETAS
+        step = _gan_step({"lr": cfg.train.lr, "betas": betas})
+        counter = {"n": 0}
+
+        def validate(mdl: CondGAN) -> float:
+            save_preview(mdl)
+            counter["n"] += 1
+            return float(len(list(samples_dir.glob("epoch_*.png"))))  # keep the last epoch
+        tc = cfg.train.model_copy(update={"patience": cfg.train.epochs, "betas": betas})
+    tc = tc.model_copy(update={"progress": cfg.train.progress and progress})
+    res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
+                   desc=f"fit {cfg.model}")
+    model.eval()
+    if cfg.model == "gan":
+        spectral_norm_discriminator(model, False)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    metrics = gd.score(model, data, kind, cfg, out, progress)
+    result = {"model": cfg.model, "condition": cfg.condition, "size": cfg.size,
+              "channels": int(data.images.shape[1]), "metric_kind": kind, "metrics": metrics,
+              "train_seconds": round(res.seconds, 2), "epochs_run": res.epochs_run,
+              "best_epoch": res.best_epoch, "n_train_pairs": int(len(tri)),
+              "params": int(sum(p.numel() for p in model.parameters()))}
+    _save(out, cfg, model, data)
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
+    for f in ("checkpoint.pt", "best.pt"):
+        (out / f).unlink(missing_ok=True)
+    return result
+
+
+def _save(out: Path, cfg: GenerateConfig, model, data: "gd.GenData") -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    doc = {"task": "generate", "spec": model.spec, "condition": cfg.condition,
+           "encoder": data.encoder_name, "encoder_id": data.encoder_id,
+           "manifest": str(cfg.manifest), "config": json.loads(cfg.model_dump_json())}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+
+
+@dataclass
+class LoadedGenerator:
+    run: Path
+    doc: dict
+    model: CVAE | CondGAN
+    _encoder: Any = None
+
+    def encoder(self):
+        if self._encoder is None:
+            from polymodal.features.encoders import build_encoder
+
+            self._encoder = build_encoder(self.doc["encoder"], modality=self.doc["condition"])
+        return self._encoder
+
+
+def load_generator(run: str | Path) -> LoadedGenerator:
+    """Load a run folder written by `fit_generate`."""
+    from polymodal.core.runfolder import read_run
+
+    run, doc, state = read_run(run, "generate", "generation run")
+    model = build_generator(doc["spec"])
+    model.load_state_dict(state)
+    return LoadedGenerator(run, doc, model.eval())
+
+
+def condition_vector(gen: LoadedGenerator, text: str | None = None,
+                     audio: str | None = None) -> torch.Tensor:
+    """Encode a text or audio prompt with the run's encoder -> ``[1, cond_dim]``."""
+    if (text is None) == (audio is None):
+        raise UsageError("give exactly one of --text or --audio")
+    want = "text" if text is not None else "audio"
+    if want != gen.doc["condition"]:
+        raise UsageError(f"this run is conditioned on {gen.doc['condition']}; use "
+                         f"--{gen.doc['condition']}")
+    enc = gen.encoder()
+    if text is not None:
+        gd.check_prompt(enc, text)
+    return enc.encode([text if text is not None else audio]).float()
+
+
+def generate_images(gen: LoadedGenerator, text: str | None = None, audio: str | None = None,
+                    n: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` images ``[n, C, S, S]`` in [0, 1] for one prompt."""
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, got {n}")
+    c = condition_vector(gen, text, audio).repeat(n, 1)
+    z = torch.randn(n, gen.model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return gen.model.sample(c, z).numpy()
+
+
+def generate_grid(gen: LoadedGenerator, out: str | Path, text: str | None = None,
+                  audio: str | None = None, n: int = 16, seed: int = 0) -> Path:
+    """Generate ``n`` images for a prompt and save them as one PNG grid."""
+    imgs = generate_images(gen, text, audio, n, seed)
+    return gd.save_grid(imgs, Path(out), cols=int(np.ceil(np.sqrt(n))))
+
+
+def format_generate_metrics(res: dict) -> str:
+    """Metrics as printed by the CLI."""
+    lines = [f"{res['model']} conditioned on {res['condition']} ({res['size']}x{res['size']}, "
+             f"{res['n_train_pairs']} train pairs, {res['epochs_run']} epochs, "
+             f"{res['train_seconds']:.0f} s)"]
+    for k, v in res["metrics"].items():
+        lines.append(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+    return "\n".join(lines)
+
+
+__all__ = ["GenerateConfig", "LoadedGenerator", "fit_generate", "format_generate_metrics",
+           "generate_grid", "generate_images", "load_generator"]
