@@ -7,6 +7,9 @@ The public API is small and imported lazily (``import polymodal`` loads no torch
     feats = pm.encode_manifest(m, "features/").features
     res = pm.fit_retrieval(pm.RetrievalConfig(manifest="data.jsonl"), "runs/r1")
     hits = pm.search_run(pm.load_run("runs/r1"), text="a red car", k=5)
+    model = pm.load("runs/r1")                   # the run's task object (`polymodal.tasks.api`)
+    hits = model.search(["a red car", "a cat"], k=5)
+    vecs = pm.encode(["a cat", "a dog"])         # [2, 384] through the feature cache
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ _EXPORTS = {
     "load_index": "polymodal.index",
     "TrainConfig": "polymodal.train.loop",
     "PolymodalError": "polymodal.core.errors",
+    "load": "polymodal.tasks.api",
+    "encode": "polymodal.features.encode",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -56,7 +56,7 @@ def test_registry_and_option_errors(tmp_path):
     assert {n for n, _ in list_datasets()} == {"fsdd", "mnist", "av-digits", "av-digits-hard",
                                               "openclipart"}
     assert all(DATASETS[n].description for n in DATASETS)
-    with pytest.raises(UsageError, match="built-in datasets: fsdd"):
+    with pytest.raises(UsageError, match="unknown dataset 'nope'; valid: fsdd"):
         build_dataset("nope", tmp_path, tmp_path / "o")
     with pytest.raises(UsageError, match="unknown option 'hardness'.*hard"):
         build_dataset("av-digits", tmp_path, tmp_path / "o", hardness=True)

@@ -158,7 +158,7 @@ def test_unknown_name_lists_valid_names():
 @pytest.mark.parametrize("kwargs, match", [
     ({"name": "late", "combine": "median"}, "combine"),
     ({"name": "tensor", "proj_dim": 64, "max_product": 1000}, "exceeds"),
-    ({"name": "early", "hiden": 3}, "unknown options"),
+    ({"name": "early", "hiden": 3}, "unknown option 'hiden'.*did you mean 'hidden'"),
     ({"name": "weighted", "alphas": {"image": 1.0}}, "alphas"),
     ({"name": "cross-attention", "d_model": 10, "heads": 4}, "divisible"),
 ])

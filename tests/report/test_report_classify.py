@@ -71,8 +71,9 @@ def test_compare_report_of_a_real_compare(run, tmp_path):
     from polymodal.report import compare_report
     from polymodal.tasks.classify.compare import compare_methods
 
-    doc = yaml.safe_load((run / "config.yaml").read_text())
-    cfg = ClassifierConfig.model_validate({**doc["config"], "features": doc["features"]})
+    from polymodal.core.runfolder import RunFolder
+    doc = RunFolder.open(run).config  # paths resolved
+    cfg = ClassifierConfig.model_validate(doc)
     res = compare_methods(cfg, tmp_path / "cmp", methods=["early", "attention"], seeds=1,
                           progress=False)
     for r in ("runs/early-s0", "runs/attention-s0"):
@@ -94,7 +95,8 @@ def test_fit_classify_cli_writes_the_report(run, tmp_path, capsys):
 
     from polymodal.cli.main import main
 
-    doc = yaml.safe_load((run / "config.yaml").read_text())
+    from polymodal.core.runfolder import RunFolder
+    doc = RunFolder.open(run).config  # paths resolved
     args = ["fit", "classify", "-q", "--manifest", doc["manifest"], "--features",
             doc["features"], "--modalities", "image,audio", "--fusion", "late", "--epochs", "2"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0

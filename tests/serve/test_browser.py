@@ -241,7 +241,8 @@ def test_classify_page(classify_run, browser, tmp_path):
     import yaml
     from selenium.webdriver.common.by import By
 
-    doc = yaml.safe_load((classify_run / "config.yaml").read_text())
+    from polymodal.core.runfolder import RunFolder
+    doc = RunFolder.open(classify_run).config  # paths resolved
     rows = {json.loads(line)["id"]: json.loads(line)
             for line in Path(doc["manifest"]).read_text().splitlines()}
     with open(classify_run / "predictions.csv") as fh:

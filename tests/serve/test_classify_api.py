@@ -32,7 +32,8 @@ def rows(small_classify_run) -> dict[str, dict]:
     """Manifest rows by id, with the run's test prediction and confidence where it has one."""
     import yaml
 
-    doc = yaml.safe_load((small_classify_run / "config.yaml").read_text())
+    from polymodal.core.runfolder import RunFolder
+    doc = RunFolder.open(small_classify_run).config  # paths resolved
     out = {r["id"]: r for r in map(json.loads, Path(doc["manifest"]).read_text().splitlines())}
     with open(small_classify_run / "predictions.csv") as fh:
         for p in csv.DictReader(fh):

@@ -21,7 +21,7 @@ def write_features(folder: Path, manifest: Path, dims: dict[str, int],
         rows = np.repeat(np.arange(len(recs)), [len(r.text) if m == "text" else 1 for r in recs])
         np.save(folder / f"{m}.npy", rng.standard_normal((len(rows), d)).astype(np.float16))
         np.save(folder / f"{m}_rows.npy", rows.astype(np.int64))
-        mods[m] = {"encoder": f"{names[m]}|random", "name": names[m], "dim": d,
+        mods[m] = {"encoder": names[m], "name": names[m], "dim": d,
                    "count": len(rows)}
     (folder / "ids.json").write_text(json.dumps([r.id for r in recs]))
     (folder / "features.json").write_text(json.dumps({"manifest": str(manifest),

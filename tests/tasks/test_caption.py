@@ -30,8 +30,11 @@ def run(tmp_path_factory):
     for i, r in enumerate(rows):
         r["image"] = str((src.parent / r["image"]).resolve())
         r["split"] = "train" if i < N_TRAIN else "test"
+    # validation = copies of 20 training rows: this test is about memorising the training
+    # captions, so the kept (best-validation) epoch must be the one that memorises best
+    val = [{**r, "id": f"{r['id']}-val", "split": "val"} for r in rows[:20]]
     man = d / "manifest.jsonl"
-    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows + val))
     cfg = CaptionConfig(manifest=str(man), decoder="gru", embed_dim=64, hidden=256, dropout=0.0,
                         min_count=1, batch_size=64, beam=2,
                         train=TrainConfig(epochs=40, lr=3e-3, patience=40, progress=False))
@@ -81,7 +84,7 @@ def test_caption_cli(run, capsys):
 def test_caption_cli_errors(run, tmp_path, capsys):
     out, _, _ = run
     assert main(["caption", str(tmp_path / "missing"), "x.png"]) == 2
-    assert "no such run folder" in capsys.readouterr().err
+    assert "run folder not found" in capsys.readouterr().err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     assert main(["caption", str(out), str(bad)]) == 2

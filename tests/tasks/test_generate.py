@@ -76,7 +76,7 @@ def test_generate_cli_errors(cvae_run, tmp_path, capsys, args, message):
 
 def test_generate_cli_unknown_run(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "nope"), "--text", "seven"]) == 2
-    assert "no such run folder" in capsys.readouterr().err
+    assert "run folder not found" in capsys.readouterr().err
 
 
 def test_gan_step_trains_generator_and_discriminator():
@@ -85,12 +85,12 @@ def test_gan_step_trains_generator_and_discriminator():
     import torch
 
     from polymodal.nn.generative import CondGAN
-    from polymodal.tasks.generate.fit import _gan_step
+    from polymodal.tasks.generate.fit import _gan_step, discriminator_optimizer
 
     torch.manual_seed(0)
     model = CondGAN(1, 28, 8, latent_dim=8, width=8)
     d0 = [p.detach().clone() for p in model.discriminator_parameters()]
-    step = _gan_step({"lr": 1e-2})
+    step = _gan_step(discriminator_optimizer(model, 1e-2))
     x, c = torch.rand(16, 1, 28, 28), torch.randn(16, 8)
     loss = step(model, (x, c))
     loss.backward()
@@ -159,7 +159,7 @@ def test_gan_step_penalises_a_generator_that_ignores_z():
     import torch
 
     from polymodal.nn.generative import CondGAN
-    from polymodal.tasks.generate.fit import _gan_step
+    from polymodal.tasks.generate.fit import _gan_step, discriminator_optimizer
 
     x, c = torch.rand(16, 1, 28, 28), torch.randn(16, 8)
 
@@ -169,6 +169,6 @@ def test_gan_step_penalises_a_generator_that_ignores_z():
         if cut_z:
             with torch.no_grad():
                 model.gen[0].weight[:, :8] = 0
-        return float(_gan_step({"lr": 1e-4})(model, (x, c)))
+        return float(_gan_step(discriminator_optimizer(model, 1e-4))(model, (x, c)))
 
     assert g_loss_of(True) > 100 * g_loss_of(False)

@@ -111,6 +111,6 @@ def test_features_folder_must_match_the_encoders(run, tmp_path):
                           encoders={"text": "hf:some/model"})
     with pytest.raises(UsageError, match="encoded with 'minilm'"):
         fit_retrieval(cfg, tmp_path / "r", with_baselines=False, progress=False)
-    with pytest.raises(UsageError, match="no 'audio' features"):
+    with pytest.raises(UsageError, match="no 'audio' column"):  # the manifest, before encoding
         fit_retrieval(cfg.model_copy(update={"encoders": {}, "query": "audio"}), tmp_path / "r",
                       with_baselines=False, progress=False)

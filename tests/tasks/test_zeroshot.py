@@ -41,7 +41,7 @@ def label_run(tmp_path_factory) -> Path:
         x = emb[y] + 0.02 * rng.standard_normal((len(y), emb.shape[1]))
         np.save(feats / f"{m}.npy", x.astype(np.float16))
         np.save(feats / f"{m}_rows.npy", np.arange(len(y), dtype=np.int64))
-        mods[m] = {"encoder": f"{name}|test", "name": name, "dim": emb.shape[1],
+        mods[m] = {"encoder": name, "name": name, "dim": emb.shape[1],
                    "count": len(y)}
     (feats / "ids.json").write_text(json.dumps([r.id for r in recs]))
     (feats / "features.json").write_text(json.dumps({"manifest": str(manifest),

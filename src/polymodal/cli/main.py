@@ -15,14 +15,10 @@ from polymodal.core.errors import PolymodalError, UsageError
 
 
 def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
-    """Parse repeated ``key=value`` options."""
-    out: dict[str, str] = {}
-    for v in values or []:
-        if "=" not in v:
-            raise UsageError(f"{flag} expects KEY=VALUE, got '{v}'")
-        k, val = v.split("=", 1)
-        out[k.strip()] = val.strip()
-    return out
+    """Parse repeated ``key=value`` options (none given: empty)."""
+    from polymodal.cli.options import parse_pairs
+
+    return parse_pairs(values or [], flag)
 
 
 def _print_problems(problems, limit: int = 20) -> None:
@@ -70,21 +66,48 @@ def cmd_datasets_list(a: argparse.Namespace) -> int:
     return 0
 
 
+# `polymodal list KIND`: the registry each kind names ("module:attribute", imported lazily)
+LISTS = {"encoders": "polymodal.features.encoders.registry:ENCODERS",
+         "losses": "polymodal.objectives.registry:ALIGNMENTS",
+         "fusions": "polymodal.nn.registry:FUSIONS",
+         "heads": "polymodal.nn.registry:HEADS",
+         "decoders": "polymodal.nn.registry:CAPTION_DECODERS",
+         "generators": "polymodal.nn.registry:GENERATORS",
+         "datasets": "polymodal.data.datasets:DATASETS"}
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    import importlib
+
+    module, _, attr = LISTS[a.kind].partition(":")
+    registry = getattr(importlib.import_module(module), attr)
+    rows = registry.rows()
+    width = max(len(name) for name, _, _ in rows) + 2
+    for name, desc, meta in rows:
+        meta.pop("options", None)  # dataset option help: shown by --options
+        extra = "  ".join(f"{k}={v}" for k, v in meta.items())
+        print(f"{name:<{width}}{desc}" + (f"  [{extra}]" if extra else ""))
+        if a.options:
+            print(f"{'':<{width}}options: {', '.join(registry.options(name)) or '(none)'}")
+    return 0
+
+
 def cmd_datasets_build(a: argparse.Namespace) -> int:
     from polymodal.data.datasets import build_dataset
 
-    opts = {k: _coerce(v) for k, v in _pairs(a.option, "--option").items()}
+    from polymodal.cli.options import coerce_value
+
+    opts = {k: coerce_value(v) for k, v in _pairs(a.option, "--option").items()}
+    for k in ("seed", "source", "out", "progress"):
+        if k in opts:
+            raise UsageError(f"--option {k}=…: use --{k} instead" if k != "progress"
+                             else "--option progress=…: use -q for no progress bars")
     if a.limit is not None:
         opts["limit"] = a.limit
     path = build_dataset(a.name, Path(a.source), Path(a.out), seed=a.seed,
                          progress=not a.quiet, **opts)
     print(f"manifest: {path}")
     return 0
-
-
-def _train_over(a: argparse.Namespace) -> dict:
-    """The ``train:`` options given on the command line."""
-    return {k: getattr(a, k, None) for k in ("epochs", "lr", "seed", "patience")}
 
 
 def _auto_report(a: argparse.Namespace, folder: str | Path | None = None,
@@ -101,18 +124,12 @@ def _auto_report(a: argparse.Namespace, folder: str | Path | None = None,
 
 
 def cmd_fit_retrieval(a: argparse.Namespace) -> int:
-    from polymodal.tasks.retrieval.quickstart import format_table
-    from polymodal.core.config import load_config
+    from polymodal.cli.options import config_from_args
     from polymodal.tasks.retrieval.config import RetrievalConfig
     from polymodal.tasks.retrieval.fit import fit_retrieval
+    from polymodal.tasks.retrieval.quickstart import format_table
 
-    over = {k: getattr(a, k, None) for k in ("manifest", "query", "target", "loss", "head", "dim",
-                                              "batch_size", "relevance", "index", "features")}
-    if a.encoder:
-        over["encoders"] = _pairs(a.encoder, "--encoder")
-    if a.column:
-        over["columns"] = _pairs(a.column, "--column")
-    cfg = load_config(RetrievalConfig, a.config, over, _train_over(a), progress=not a.quiet)
+    cfg = config_from_args(RetrievalConfig, a)
     res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_table(res, cfg.loss))
     print(f"run folder: {a.out}")
@@ -123,6 +140,8 @@ def cmd_fit_retrieval(a: argparse.Namespace) -> int:
 def cmd_search(a: argparse.Namespace) -> int:
     from polymodal.tasks.retrieval.predict import hits_grid, hits_json, load_run, search_run
 
+    if a.queries:
+        return _search_queries(a)
     run = load_run(a.run)
     hits = search_run(run, text=a.text, image=a.image, audio=a.audio, k=a.k)
     if a.json:
@@ -132,6 +151,45 @@ def cmd_search(a: argparse.Namespace) -> int:
             print(f"{h.rank:>3}  {h.score:.4f}  {h.row_id}  {h.path or h.text or ''}")
     if a.grid:
         print(f"grid: {hits_grid(hits, a.grid, a.text or a.image or a.audio)}", file=sys.stderr)
+    return 0
+
+
+def _search_queries(a: argparse.Namespace) -> int:
+    """``search RUN --queries FILE``: one query per line, all answered in one batch."""
+    from polymodal.tasks.retrieval.predict import Retriever, read_queries
+
+    if any(v is not None for v in (a.text, a.image, a.audio, a.grid)):
+        raise UsageError("--queries takes no --text, --image, --audio or --grid")
+    model = Retriever.load(a.run)
+    model.check_k(a.k)
+    queries = read_queries(a.queries, model.config.query)
+    for n, (q, hits) in enumerate(zip(queries, model.search(queries, k=a.k)), 1):
+        if a.json:
+            print(json.dumps({"query": q, "hits": [h.to_dict() for h in hits]},
+                             ensure_ascii=False))
+            continue
+        print(f"query {n}: {q}")
+        for h in hits:
+            print(f"{h.rank:>5}  {h.score:.4f}  {h.row_id}  {h.path or h.text or ''}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from polymodal.tasks.classify.predict import Classifier, write_predictions_csv
+
+    if Path(a.out).is_dir():
+        raise UsageError(f"--out {a.out} is a folder; give the CSV file to write")
+    model = Classifier.load(a.run)
+    res = model.predict_manifest(a.manifest, columns=_pairs(a.column, "--column"),
+                                 cache_dir=a.cache, progress=not a.quiet)
+    out = write_predictions_csv(a.out, model, res)
+    print(f"predicted: {len(res.ids)} rows  written to: {out}")
+    if res.warnings:
+        print(f"warnings: {len(res.warnings)} cells treated as missing")
+        _print_problems(res.warnings, 5)
+    if res.skipped:
+        print(f"skipped: {len(res.skipped)} (details in {out.with_name('skipped.jsonl')})")
+        _print_problems(res.skipped, 10)
     return 0
 
 
@@ -198,25 +256,10 @@ def cmd_datasets_coco(a: argparse.Namespace) -> int:
 
 def _classifier_config(a: argparse.Namespace):
     """ClassifierConfig from ``--config`` YAML overridden by the command-line options."""
+    from polymodal.cli.options import config_from_args
     from polymodal.tasks.classify.config import ClassifierConfig
 
-    from polymodal.core.config import load_config
-
-    keys = ("manifest", "target", "task", "hidden", "dropout", "modality_dropout", "features",
-            "batch_size", "threads") + (("fusion",) if hasattr(a, "fusion") else ())
-    over = {k: getattr(a, k, None) for k in keys}
-    if a.modalities:
-        over["modalities"] = [m.strip() for m in a.modalities.split(",") if m.strip()]
-    if a.encoder:
-        over["encoders"] = _pairs(a.encoder, "--encoder")
-    if a.column:
-        over["columns"] = _pairs(a.column, "--column")
-    if a.fusion_option:
-        over["fusion_options"] = {k: _coerce(v) for k, v in
-                                  _pairs(a.fusion_option, "--fusion-option").items()}
-    if a.cache:
-        over["cache_dir"] = a.cache
-    return load_config(ClassifierConfig, a.config, over, _train_over(a), progress=not a.quiet)
+    return config_from_args(ClassifierConfig, a)
 
 
 def cmd_fit_classify(a: argparse.Namespace) -> int:
@@ -277,14 +320,11 @@ def cmd_explain(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- generation (caption, generate,
 # transcribe): commands and their parser block
 def cmd_fit_caption(a: argparse.Namespace) -> int:
-    from polymodal.core.config import load_config
+    from polymodal.cli.options import config_from_args
     from polymodal.tasks.caption.config import CaptionConfig
     from polymodal.tasks.caption.fit import fit_caption, format_caption_metrics
 
-    keys = ("manifest", "features", "decoder", "vocab_size", "min_count", "max_len", "beam",
-            "batch_size", "nn_space")
-    over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    cfg = load_config(CaptionConfig, a.config, over, _train_over(a), progress=not a.quiet)
+    cfg = config_from_args(CaptionConfig, a)
     res = fit_caption(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_caption_metrics(res))
     print(f"run folder: {a.out}")
@@ -301,14 +341,11 @@ def cmd_caption(a: argparse.Namespace) -> int:
 
 
 def cmd_fit_generate(a: argparse.Namespace) -> int:
-    from polymodal.core.config import load_config
+    from polymodal.cli.options import config_from_args
     from polymodal.tasks.generate.config import GenerateConfig
     from polymodal.tasks.generate.fit import fit_generate, format_generate_metrics
 
-    keys = ("manifest", "model", "condition", "size", "latent_dim", "width", "beta",
-            "batch_size", "limit", "features", "classifier", "n_eval")
-    over = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
-    cfg = load_config(GenerateConfig, a.config, over, _train_over(a), progress=not a.quiet)
+    cfg = config_from_args(GenerateConfig, a)
     res = fit_generate(cfg, a.out, resume=a.resume, progress=not a.quiet)
     print(format_generate_metrics(res))
     print(f"run folder: {a.out}")
@@ -362,21 +399,14 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
 
 
 def _add_generation_commands(sub, fsub, add: Callable) -> None:
+    from polymodal.cli.options import add_config_options
+    from polymodal.tasks.caption.config import CaptionConfig
+    from polymodal.tasks.generate.config import GenerateConfig
+
     fc = add("caption", cmd_fit_caption, "train a caption decoder on image features; BLEU / "
              "CIDEr-D / ROUGE-L vs a nearest-neighbour baseline", fsub)
     fc.add_argument("--config", help="YAML with the same keys as the options below")
-    fc.add_argument("--manifest")
-    fc.add_argument("--features", help="already encoded folder (skip encoding)")
-    fc.add_argument("--decoder", choices=["gru", "transformer"])
-    fc.add_argument("--vocab-size", type=int)
-    fc.add_argument("--min-count", type=int)
-    fc.add_argument("--max-len", type=int)
-    fc.add_argument("--beam", type=int)
-    fc.add_argument("--batch-size", type=int)
-    fc.add_argument("--nn-space", help="retrieval run folder: nearest-neighbour baseline in its "
-                    "shared space (default: cosine on the image features)")
-    for k, t in (("epochs", int), ("lr", float), ("seed", int), ("patience", int)):
-        fc.add_argument(f"--{k}", type=t)
+    add_config_options(fc, CaptionConfig)
     fc.add_argument("--out", required=True)
     fc.add_argument("--resume", action="store_true")
 
@@ -387,22 +417,8 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
 
     fg = add("generate", cmd_fit_generate, "train a conditional image generator (cVAE or GAN) "
              "on text or audio embeddings", fsub)
-    fg.add_argument("--config")
-    fg.add_argument("--manifest")
-    fg.add_argument("--model", choices=["cvae", "gan"])
-    fg.add_argument("--condition", choices=["text", "audio"])
-    fg.add_argument("--size", type=int, help="image side (28 digits, 64 drawings)")
-    fg.add_argument("--latent-dim", type=int)
-    fg.add_argument("--width", type=int)
-    fg.add_argument("--beta", type=float, help="cVAE KL weight")
-    fg.add_argument("--batch-size", type=int)
-    fg.add_argument("--limit", type=int, help="at most this many training rows")
-    fg.add_argument("--features", help="already encoded folder for the condition")
-    fg.add_argument("--classifier", help="saved DigitCNN (RUN/digit_classifier.safetensors of "
-                    "another run) to score with, instead of training one")
-    fg.add_argument("--n-eval", type=int, help="generated images scored (default 1000)")
-    for k, t in (("epochs", int), ("lr", float), ("seed", int)):
-        fg.add_argument(f"--{k}", type=t)
+    fg.add_argument("--config", help="YAML with the same keys as the options below")
+    add_config_options(fg, GenerateConfig)
     fg.add_argument("--out", required=True)
     fg.add_argument("--resume", action="store_true")
 
@@ -425,17 +441,12 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
                    help="with --manifest: print the WER against this text column")
 
 
-def _coerce(v: str):
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
-
-
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from polymodal.cli.options import add_config_options
+    from polymodal.tasks.classify.config import ClassifierConfig
+    from polymodal.tasks.retrieval.config import RetrievalConfig
+
     p = argparse.ArgumentParser(prog="polymodal", description="Learn from image, text and audio "
                                 "together: encode, align, fuse, retrieve, generate, evaluate.")
     p.add_argument("--version", action="version", version=_version())
@@ -466,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-media", action="store_true", help="do not decode media files")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    ls = add("list", cmd_list, "list the encoders, losses, fusions, heads, caption decoders, "
+             "generators or datasets that can be named in a config")
+    ls.add_argument("kind", choices=list(LISTS))
+    ls.add_argument("--options", action="store_true", help="also list each entry's options "
+                    "(imports the modules: slower)")
+
     d = sub.add_parser("datasets", help="built-in dataset builders")
     dsub = d.add_subparsers(dest="datasets_command", metavar="ACTION")
     add("list", cmd_datasets_list, "list the built-in datasets", dsub)
@@ -485,25 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = f.add_subparsers(dest="fit_command", metavar="TASK")
     fr = add("retrieval", cmd_fit_retrieval, "align two modalities and index the targets", fsub)
     fr.add_argument("--config", help="YAML with the same keys as the options below")
-    fr.add_argument("--manifest")
-    fr.add_argument("--query", choices=["text", "image", "audio"])
-    fr.add_argument("--target", choices=["text", "image", "audio"])
-    fr.add_argument("--loss", help="infonce, siglip, triplet, triplet-semihard, contrastive, mse, "
-                    "cosine, cca, dcca, autoencoder")
-    fr.add_argument("--head", choices=["linear", "mlp"])
-    fr.add_argument("--dim", type=int)
-    fr.add_argument("--batch-size", type=int)
-    fr.add_argument("--epochs", type=int)
-    fr.add_argument("--lr", type=float)
-    fr.add_argument("--patience", type=int)
-    fr.add_argument("--seed", type=int)
-    fr.add_argument("--relevance", help="'row' (default) or a column whose equal values all count "
-                    "as correct, e.g. label or caption_group")
-    fr.add_argument("--index", help="auto, exact, hnsw or ivfpq")
-    fr.add_argument("--features", help="use a folder written by `polymodal encode --out` for "
-                    "this manifest instead of encoding it again")
-    fr.add_argument("--encoder", action="append", metavar="MODALITY=NAME")
-    fr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
+    add_config_options(fr, RetrievalConfig)
     fr.add_argument("--out", required=True)
     fr.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     fr.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
@@ -516,6 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.add_argument("--grid", help="write a picture of the hits to this PNG")
+    s.add_argument("--queries", metavar="FILE", help="a text file with one query per line (texts; "
+                   "file paths for image / audio runs), answered in one batch; with --json, "
+                   "one JSON line per query")
+
+    pr = add("predict", cmd_predict, "predict every row of a manifest with a classification "
+             "run; write a CSV")
+    pr.add_argument("run")
+    pr.add_argument("--manifest", required=True)
+    pr.add_argument("--out", required=True, help="CSV to write: id,prediction,p_<label>… "
+                    "(regression: id,score); skipped rows go to skipped.jsonl next to it")
+    pr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
+    pr.add_argument("--cache", default=None, help="feature cache folder (default: the run's)")
 
     ev = add("eval", cmd_eval, "evaluate a run on a manifest split")
     ev.add_argument("run")
@@ -545,43 +556,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", required=True, help="folder with the images")
     c.add_argument("--out", required=True, help="manifest path (.jsonl)")
     c.add_argument("--split", default=None, help="split value for every row (train/val/test)")
-    def classify_options(sp: argparse.ArgumentParser) -> None:
+    def classify_options(sp: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
         sp.add_argument("--config", help="YAML with the keys of ClassifierConfig (options below "
                         "override it)")
-        sp.add_argument("--manifest")
-        sp.add_argument("--target", help="'label' (default) or another column")
-        sp.add_argument("--task", choices=["auto", "classification", "multilabel", "regression"])
-        sp.add_argument("--modalities", help="comma list (default: every modality of the "
-                        "manifest), e.g. image,audio")
-        sp.add_argument("--fusion-option", action="append", metavar="KEY=VALUE",
-                        help="fusion constructor option, e.g. attn_dim=32 (repeatable)")
-        sp.add_argument("--hidden", type=int)
-        sp.add_argument("--dropout", type=float)
-        sp.add_argument("--modality-dropout", type=float, help="probability of hiding each "
-                        "present modality while training (e.g. 0.3)")
-        sp.add_argument("--features", help="an already encoded folder (skip encoding)")
-        sp.add_argument("--encoder", action="append", metavar="MODALITY=NAME")
-        sp.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
-        sp.add_argument("--cache", default=None, help="feature cache folder")
-        sp.add_argument("--batch-size", type=int)
-        sp.add_argument("--threads", type=int, help="torch CPU threads while training")
-        sp.add_argument("--epochs", type=int)
-        sp.add_argument("--lr", type=float)
-        sp.add_argument("--patience", type=int)
-        sp.add_argument("--seed", type=int)
+        add_config_options(sp, ClassifierConfig, skip=skip)
 
     fc = add("classify", cmd_fit_classify, "predict a label / labels / a number from fused "
              "modalities (or one modality: --fusion unimodal:image)", fsub)
     classify_options(fc)
-    fc.add_argument("--fusion", help="early, weighted, late, attention, gated, tensor, lowrank, "
-                    "cross-attention or unimodal:<modality>")
     fc.add_argument("--out", required=True)
     fc.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     fc.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
 
     cp = add("compare", cmd_compare, "train every fusion and each unimodal baseline on the same "
              "cached features and splits, several seeds; table + HTML report")
-    classify_options(cp)
+    classify_options(cp, skip=("fusion",))  # --fusions chooses the methods
     cp.add_argument("--fusions", default="all", help="'all' or a comma list, e.g. "
                     "early,late,unimodal:image")
     cp.add_argument("--seeds", type=int, default=3)

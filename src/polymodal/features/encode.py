@@ -279,3 +279,65 @@ def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: d
     enc = {m: encoders.get(m, DEFAULT_ENCODERS[m]) for m in modalities}
     return encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cache_dir,
                            progress=progress).features
+
+
+def encode(items: Any, encoder: str | Encoder = "minilm", modality: str | None = None,
+           cache_dir: str | Path | None = None, batch_size: int | None = None) -> np.ndarray:
+    """Vectors of texts or image / audio files through the content-addressed feature cache
+    (``polymodal.encode``): one item -> ``[dim]``, a list -> ``[N, dim]`` float32.
+
+    ``encoder``: a name (``minilm``, ``efficientnet-lite0``, ``logmel``, ``hf:<model>`` with
+    ``modality``) or a built `Encoder`. Items already in the cache (same encoder id, same text
+    or file bytes, e.g. encoded by ``polymodal encode``) are read from it, the others are
+    encoded and stored; the values are the cache's (float16 precision), so they equal what a
+    fit on the same items sees. A bad item raises a one-line `PolymodalError` naming it."""
+    from polymodal.features.encoders.base import is_single
+
+    single = is_single(items)
+    batch = [items] if single else list(items)
+    enc = build_encoder(encoder, modality=modality) if isinstance(encoder, str) else encoder
+    if modality is not None and enc.modality != modality:
+        raise UsageError(f"encoder '{enc.name}' encodes {enc.modality}, not {modality}")
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    keys = _item_keys(batch, enc.modality, cache)
+    store = FeatureStore(cache, enc.id)
+    try:
+        where = store.lookup(keys)
+        todo = {k: x for k, x in zip(keys, batch) if k not in where}
+        if todo:
+            vec = np.asarray(enc.encode(list(todo.values()), batch_size=batch_size, numpy=True),
+                             np.float32)
+            bad = [x for x, v in zip(todo.values(), vec) if not np.isfinite(v).all()]
+            if bad:
+                raise PolymodalError(f"{enc.modality} {bad[0]}: encoder '{enc.name}' produced "
+                                     "non-finite values")
+            store.put(list(todo), vec)
+            where = store.lookup(keys)
+        out = store.gather((where[k] for k in keys),
+                           np.empty((len(keys), int(enc.dim)), np.float16)).astype(np.float32)
+    finally:
+        store.close()
+    return out[0] if single else out
+
+
+def _item_keys(items: Sequence[Any], modality: str, cache: Path) -> list[str]:
+    """Cache keys (content digests) of texts or files, as `encode_manifest` computes them."""
+    if modality == "text":
+        for x in items:
+            if not isinstance(x, str) or not x.strip():
+                raise UsageError(f"text items must be non-empty strings, got {x!r}")
+        return [text_digest(x) for x in items]
+    hasher = FileHasher(cache)
+    try:
+        keys = []
+        for x in items:
+            try:
+                keys.append(hasher.digest(Path(x)))
+            except FileNotFoundError:
+                raise PolymodalError(f"{modality} file not found: {x}") from None
+            except (OSError, TypeError) as e:
+                raise PolymodalError(f"cannot read {modality} file {x!r}: "
+                                     f"{getattr(e, 'strerror', None) or e}") from None
+        return keys
+    finally:
+        hasher.close()

@@ -14,7 +14,8 @@ as an aligner for retrieval.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -24,6 +25,13 @@ from torch import nn
 from polymodal.objectives.cca import as_matrix, robust_std
 from polymodal.objectives.losses import get_loss, loss_params
 from polymodal.core.errors import DataError, UsageError
+from polymodal.train.config import TrainConfig
+from polymodal.train.loop import fit_loop, train_settings
+
+# the autoencoder's own loop defaults (its earlier fixed recipe: constant lr 1e-3, light
+# decay, no gradient clipping, quiet); a task passes its TrainConfig instead.
+AUTOENCODER_TRAIN = {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-5, "grad_clip": None,
+                     "lr_schedule": "constant", "progress": False}
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -96,12 +104,7 @@ class MultimodalAutoencoder(nn.Module):
         self.train(was_training)
         return F.normalize(z, dim=-1).numpy()
 
-    def fit(self, data: Mapping[str, object], epochs: int = 30, batch_size: int = 128,
-            lr: float = 1e-3, cross_weight: float = 1.0, align_weight: float = 0.1,
-            align: str = "infonce", weight_decay: float = 1e-5, seed: int = 0
-            ) -> "MultimodalAutoencoder":
-        """Train on paired rows ``{modality: [n, d_m]}``; stores per-modality standardisation and
-        ``history_`` (mean total loss per epoch)."""
+    def _paired(self, data: Mapping[str, object]) -> dict[str, torch.Tensor]:
         xs = {m: torch.as_tensor(as_matrix(data[m], m), dtype=torch.float32)
               for m in self.dims if m in data}
         if set(xs) != set(self.dims):
@@ -110,30 +113,48 @@ class MultimodalAutoencoder(nn.Module):
         if len(n) != 1:
             raise DataError(f"paired features must have the same number of rows, got "
                             f"{ {m: x.shape[0] for m, x in xs.items()} }")
-        n_rows = n.pop()
-        if n_rows < 2:
+        if n.pop() < 2:
             raise DataError("autoencoder needs at least 2 paired rows")
+        return xs
+
+    def fit(self, data: Mapping[str, object], config: TrainConfig | None = None, *,
+            batch_size: int = 128, cross_weight: float = 1.0, align_weight: float = 0.1,
+            align: str = "infonce", val: Mapping[str, object] | None = None,
+            run_dir: str | Path | None = None, resume: bool = False,
+            desc: str = "fit autoencoder", **train: Any) -> "MultimodalAutoencoder":
+        """Train on paired rows ``{modality: [n, d_m]}`` through `fit_loop`.
+
+        ``config`` / ``**train``: the loop settings (`TrainConfig` fields such as ``epochs=12``;
+        defaults `AUTOENCODER_TRAIN`). Early stopping and the kept epoch use minus the loss on
+        ``val`` (paired rows like ``data``; the training rows when None). ``run_dir`` /
+        ``resume``: train_log.csv and an exactly resumable checkpoint there. Learned state:
+        per-modality standardisation, ``history_`` (mean loss per epoch), ``train_result_``."""
+        tc = train_settings(config, AUTOENCODER_TRAIN, **train)
+        xs = self._paired(data)
         for m, x in xs.items():
             getattr(self, f"mean_{m}").copy_(x.mean(0))
             getattr(self, f"std_{m}").copy_(robust_std(x))
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
-        self.history_: list[float] = []
-        self.train()
-        for _ in range(epochs):
-            perm = torch.randperm(n_rows, generator=gen)
-            total, count = 0.0, 0
-            for s in range(0, n_rows, batch_size):
-                idx = perm[s:s + batch_size]
-                if len(idx) < 2:
-                    continue
-                loss, _ = autoencoder_loss(self, {m: x[idx] for m, x in xs.items()},
-                                           cross_weight, align_weight, align)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-            self.history_.append(total / max(count, 1))
+        vs = self._paired(val) if val is not None else xs
+        n_rows = len(next(iter(xs.values())))
+        gen = torch.Generator().manual_seed(tc.seed)
+
+        def chunks(rows: dict[str, torch.Tensor], order: torch.Tensor, min_rows: int = 1):
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                if len(idx) >= min_rows:
+                    yield {m: x[idx] for m, x in rows.items()}
+
+        def step(model: "MultimodalAutoencoder", batch) -> torch.Tensor:
+            return autoencoder_loss(model, batch, cross_weight, align_weight, align)[0]
+
+        def validate(model: "MultimodalAutoencoder") -> float:  # batch-sized chunks, in order
+            order = torch.arange(len(next(iter(vs.values()))))
+            return -float(np.mean([float(step(model, b)) for b in chunks(vs, order)]))
+
+        self.train_result_ = fit_loop(
+            self, step, lambda epoch: chunks(xs, torch.randperm(n_rows, generator=gen), 2),
+            validate, tc, run_dir, resume, desc, generator=gen)
+        self.history_ = [h["loss"] for h in self.train_result_.history]
         self.eval()
         return self
 

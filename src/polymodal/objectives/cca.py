@@ -7,13 +7,22 @@ as in Vinod 1976).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
 from polymodal.core.errors import DataError, PolymodalError, UsageError
+from polymodal.train.config import TrainConfig
+from polymodal.train.loop import fit_loop, train_settings
+
+# DeepCCA's own loop defaults (its earlier fixed recipe: constant lr 1e-3, light decay, no
+# gradient clipping, quiet); a task passes its TrainConfig instead.
+DCCA_TRAIN = {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-5, "grad_clip": None,
+              "lr_schedule": "constant", "progress": False}
 
 
 def as_matrix(X: object, name: str = "X") -> np.ndarray:
@@ -48,24 +57,29 @@ def _ridge(C: np.ndarray, reg: float) -> np.ndarray:
     return C + reg * (scale if scale > 0 else 1.0) * np.eye(C.shape[0])
 
 
-class LinearCCA:
-    """Regularised linear CCA, scikit-learn style.
+class LinearCCA(TransformerMixin, BaseEstimator):
+    """Regularised linear CCA, a scikit-learn estimator (``get_params``, ``clone``, usable as
+    the last step of a ``Pipeline``, which passes ``Y`` on to ``fit``).
 
     ``reg`` is a ridge added to each covariance, relative to its mean variance:
     ``Cxx + reg * tr(Cxx)/dx * I``. Learned state: ``x_mean_``, ``y_mean_``, ``x_weights_
     [dx, k]``, ``y_weights_ [dy, k]``, ``correlations_ [k]`` (descending).
+    ``transform(X)`` gives the X variates, ``transform(X, Y)`` both (as sklearn's CCA);
+    ``fit_transform(X, Y)`` the X variates.
     """
 
     def __init__(self, n_components: int = 32, reg: float = 1e-3):
-        if n_components < 1:
-            raise UsageError(f"n_components must be >= 1, got {n_components}")
-        if reg < 0:
-            raise UsageError(f"reg must be >= 0, got {reg}")
         self.n_components = n_components
         self.reg = reg
 
-    def fit(self, X: object, Y: object) -> "LinearCCA":
-        """Fit on paired rows ``X [n, dx]``, ``Y [n, dy]``."""
+    def fit(self, X: object, Y: object = None) -> "LinearCCA":
+        """Fit on paired rows ``X [n, dx]``, ``Y [n, dy]``; returns self."""
+        if self.n_components < 1:
+            raise UsageError(f"n_components must be >= 1, got {self.n_components}")
+        if self.reg < 0:
+            raise UsageError(f"reg must be >= 0, got {self.reg}")
+        if Y is None:
+            raise UsageError("LinearCCA.fit needs the paired second view: fit(X, Y)")
         X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
         if X.shape[0] != Y.shape[0]:
             raise DataError(f"X and Y must have the same number of rows, got {X.shape[0]} and "
@@ -77,6 +91,7 @@ class LinearCCA:
         if k > min(X.shape[1], Y.shape[1]):
             raise UsageError(f"n_components {k} is larger than the smaller feature width "
                              f"{min(X.shape[1], Y.shape[1])}: lower --dim")
+        self.n_features_in_ = X.shape[1]
         self.x_mean_, self.y_mean_ = X.mean(0), Y.mean(0)
         Xc, Yc = X - self.x_mean_, Y - self.y_mean_
         Wx = _inv_sqrt(_ridge(Xc.T @ Xc / (n - 1), self.reg))
@@ -110,8 +125,11 @@ class LinearCCA:
                             f"{self.y_weights_.shape[0]}")
         return (Y - self.y_mean_) @ self.y_weights_
 
-    def transform(self, X: object, Y: object) -> tuple[np.ndarray, np.ndarray]:
-        """``(transform_x(X), transform_y(Y))``."""
+    def transform(self, X: object, Y: object = None
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """``transform_x(X)``, or ``(transform_x(X), transform_y(Y))`` when ``Y`` is given."""
+        if Y is None:
+            return self.transform_x(X)
         return self.transform_x(X), self.transform_y(Y)
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -126,6 +144,7 @@ class LinearCCA:
         obj = cls(int(np.asarray(state["x_weights_"]).shape[1]), reg)
         for k, v in state.items():
             setattr(obj, k, np.asarray(v, dtype=np.float64))
+        obj.n_features_in_ = obj.x_weights_.shape[0]
         return obj
 
 
@@ -208,9 +227,23 @@ class DeepCCA(nn.Module):
         return (self.fx((x - self.x_mean) / self.x_std),
                 self.fy((y - self.y_mean) / self.y_std))
 
-    def fit(self, X: object, Y: object, epochs: int = 30, batch_size: int = 256,
-            lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0) -> "DeepCCA":
-        """Train on paired rows; learned state: ``history_`` (mean loss per epoch), ``cca_``."""
+    def fit(self, X: object, Y: object, config: TrainConfig | None = None, *,
+            batch_size: int = 256, val: tuple[object, object] | None = None,
+            run_dir: str | Path | None = None, resume: bool = False,
+            desc: str = "fit deep CCA", **train: Any) -> "DeepCCA":
+        """Standardise, train both networks through `fit_loop`, then fit the final linear CCA on
+        the training outputs.
+
+        ``config`` / ``**train``: the loop settings (`TrainConfig` fields such as ``epochs=8,
+        lr=1e-3``; defaults `DCCA_TRAIN`); ``epochs=0`` only standardises and fits the final CCA
+        (an untrained baseline). Early stopping and the kept epoch use the validation score:
+        the summed correlations, on ``val = (X_val, Y_val)``, of the network outputs projected
+        by a linear CCA fitted on the training outputs (held out: no ``n > out_dim`` need);
+        without ``val`` (or with fewer than 2 rows) the training canonical correlations.
+        ``run_dir`` / ``resume``: train_log.csv and an exactly resumable checkpoint there.
+        Learned state: ``history_`` (mean loss per epoch), ``train_result_``, ``cca_``."""
+        untrained = train.get("epochs") == 0
+        tc = train_settings(config, DCCA_TRAIN, **({} if untrained else train))
         xt = self._input(X, "X", self.x_mean)
         yt = self._input(Y, "Y", self.y_mean)
         if xt.shape[0] != yt.shape[0]:
@@ -224,23 +257,31 @@ class DeepCCA(nn.Module):
         self.x_std.copy_(robust_std(xt))
         self.y_mean.copy_(yt.mean(0))
         self.y_std.copy_(robust_std(yt))
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
-        self.history_: list[float] = []
-        self.train()
-        for _ in range(epochs):
+        held_out = None
+        if val is not None and len(val[0]) >= 2:
+            held_out = (self._input(val[0], "X_val", self.x_mean),
+                        self._input(val[1], "Y_val", self.y_mean))
+            if len(held_out[0]) != len(held_out[1]):
+                raise DataError(f"X_val and Y_val must have the same number of rows, got "
+                                f"{len(held_out[0])} and {len(held_out[1])}")
+        gen = torch.Generator().manual_seed(tc.seed)
+
+        def batches(epoch: int):
             perm = torch.randperm(n, generator=gen)
-            losses = []
             for s in range(0, n, batch_size):
                 idx = perm[s:s + batch_size]
-                if len(idx) <= self.out_dim:  # a short last batch cannot estimate covariances
-                    continue
-                loss = dcca_loss(*self(xt[idx], yt[idx]), reg=self.reg)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-            self.history_.append(float(np.mean(losses)))
+                if len(idx) > self.out_dim:  # a short last batch cannot estimate covariances
+                    yield xt[idx], yt[idx]
+
+        def step(model: "DeepCCA", batch) -> torch.Tensor:
+            return dcca_loss(*model(*batch), reg=model.reg)
+
+        self.history_: list[float] = []
+        if not untrained:
+            self.train_result_ = fit_loop(self, step, batches,
+                                          lambda m: m._score(xt, yt, held_out), tc, run_dir,
+                                          resume, desc, generator=gen)
+            self.history_ = [h["loss"] for h in self.train_result_.history]
         self.eval()
         hx, hy = self._outputs(xt, yt)
         self.cca_ = LinearCCA(self.out_dim, self.reg).fit(hx, hy)
@@ -248,6 +289,17 @@ class DeepCCA(nn.Module):
             getattr(self, f"cca_{key}").copy_(torch.as_tensor(value))
         self.cca_fitted.fill_(True)
         return self
+
+    def _score(self, xt: torch.Tensor, yt: torch.Tensor,
+               held_out: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+        """Validation score of `fit` (see there)."""
+        cca = LinearCCA(self.out_dim, self.reg).fit(*self._outputs(xt, yt))
+        if held_out is None:
+            return float(cca.correlations_.sum())
+        a, b = cca.transform(*self._outputs(*held_out))
+        a, b = a - a.mean(0), b - b.mean(0)
+        den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        return float(((a * b).sum(0) / np.maximum(den, 1e-12)).sum())
 
     @torch.no_grad()
     def _outputs(self, xt: torch.Tensor, yt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

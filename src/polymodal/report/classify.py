@@ -141,18 +141,14 @@ def _metrics_rows(res: dict) -> list[list[Any]]:
 def classification_report(run_dir: str | Path, out: str | Path) -> Path:
     """Report for one classification run: metrics, confusion matrix, accuracy by modalities
     present, per-modality facts, attention weights, loss curve, robustness / importance."""
-    import yaml
+    from polymodal.core.runfolder import RunFolder
 
-    root = Path(run_dir)
-    try:
-        doc = yaml.safe_load((root / "config.yaml").read_text())
-        res = json.loads((root / "metrics.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise PolymodalError(f"{root}: cannot read the run's config / metrics ({e})") from None
+    rf = RunFolder.open(run_dir, "classification")
+    root, doc, res = rf.root, rf.doc, rf.read_json("metrics.json")
     mods = doc.get("modalities", [])
     parts = [f"<p>{html.escape(str(doc.get('problem')))} of <b>{html.escape(str(res.get('target')))}"
              f"</b> with <b>{html.escape(str(doc.get('method')))}</b> over "
-             f"{html.escape(', '.join(mods))}; manifest <code>{html.escape(str(doc.get('manifest')))}"
+             f"{html.escape(', '.join(mods))}; manifest <code>{html.escape(str(rf.config.get('manifest')))}"
              "</code>.</p>",
              "<div class='plots'><div><h2>Metrics</h2>" +
              _table(["metric", "test", "val"], _metrics_rows(res)) + "</div><div><h2>Run</h2>" +
@@ -160,7 +156,7 @@ def classification_report(run_dir: str | Path, out: str | Path) -> Path:
                  "n_train", "n_val", "n_test", "skipped_rows", "epochs_run", "best_epoch",
                  "train_seconds", "params", "peak_mem_mb") if k in res]) + "</div></div>",
              "<h2>Modalities</h2>" + _table(["modality", "dim", "encoder"], [
-                 [m, doc.get("dims", {}).get(m, ""), doc.get("encoders", {}).get(m, "")]
+                 [m, doc.get("dims", {}).get(m, ""), rf.encoders.get(m, {}).get("id", "")]
                  for m in mods])]
     plots = [confusion_section(root / "predictions.csv"), attention_section(root),
              _loss_figure(root)]

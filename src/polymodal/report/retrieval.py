@@ -296,16 +296,13 @@ def _mean_std(cell: str) -> tuple[float, float] | None:
 
 def write_report(path: str | Path, out: str | Path) -> Path:
     """Report for a run folder (retrieval or classification) or a compare folder."""
-    import yaml
-
     p = Path(path)
     if (p / "summary.csv").is_file():
         return compare_report(p, out)
     if (p / "config.yaml").is_file():
-        try:
-            task = (yaml.safe_load((p / "config.yaml").read_text()) or {}).get("task")
-        except (OSError, yaml.YAMLError, AttributeError) as e:
-            raise PolymodalError(f"{p / 'config.yaml'}: cannot read ({e})") from None
+        from polymodal.core.runfolder import RunFolder
+
+        task = RunFolder.open(p).task
         if task == "classification":
             from polymodal.report.classify import classification_report
 

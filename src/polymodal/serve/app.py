@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from polymodal.core.errors import UsageError
 from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
-                                    upload_modality, warm_up)
+                                    upload_modality)
 
 STATIC = Path(__file__).parent / "static"
 # endpoint -> the run kind that has it; the others answer 400 with a message
@@ -71,24 +71,27 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
+    from polymodal.tasks.api import load
+
     kind = run_kind(run_dir)
     guard = Guard(max_upload_mb)
+    if kind == "retrieval" and max_batch < 1:
+        raise UsageError(f"max_batch must be >= 1, got {max_batch}")
+    model = load(run_dir)  # the run's task object: all model work goes through it
     swagger = _local_swagger()
     app = FastAPI(title="polymodal", version="0.1.0", docs_url=None if swagger else "/docs")
     if swagger:
         _offline_docs(app, swagger)
     if kind == "retrieval":
-        if max_batch < 1:
-            raise UsageError(f"max_batch must be >= 1, got {max_batch}")
-        info = _retrieval_routes(app, guard, run_dir, preload, max_batch)
+        info = _retrieval_routes(app, guard, model, preload, max_batch)
     elif kind == "classification":
         from polymodal.serve.classify import classify_routes
 
-        info = classify_routes(app, guard, run_dir, preload)
+        info = classify_routes(app, guard, model, preload)
     else:
         from polymodal.serve.caption import caption_routes
 
-        info = caption_routes(app, guard, run_dir, preload)
+        info = caption_routes(app, guard, model, preload)
     app.description = str(info.pop("description"))
 
     @app.middleware("http")
@@ -161,23 +164,20 @@ def _wrong_kind(kind: str, needs: str, path: str) -> Callable:
     return handler
 
 
-def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool,
+def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
                       max_batch: int = 64) -> dict:
-    """Search / embed / thumbnails / media for a retrieval run; returns its /health facts."""
+    """Search / embed / thumbnails / media for ``model`` (a `Retriever`); returns its /health
+    facts."""
     from fastapi import File, Form, HTTPException, Request, UploadFile
     from fastapi.responses import FileResponse, Response
     from pydantic import BaseModel
     from starlette.concurrency import run_in_threadpool
 
     from polymodal.serve.batching import SearchBatcher
-    from polymodal.tasks.retrieval.predict import embed_query, load_run
 
-    run = load_run(run_dir)
-    cfg = run.config
-    by_id = {r.id: r for r in run.manifest.records}
+    cfg = model.config
     if preload:
-        for modality in {cfg.query, cfg.target}:
-            warm_up(run.encoder(modality), modality)
+        model.warm_up()
 
     class TextQuery(BaseModel):
         text: str
@@ -186,7 +186,7 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
     class EmbedText(BaseModel):
         text: str
 
-    batcher = SearchBatcher(run, max_batch)
+    batcher = SearchBatcher(model, max_batch)
     app.state.guard, app.state.batcher = guard, batcher
 
     async def _batched(query: str, k: int, modality: str = "text", tmp: Path | None = None,
@@ -220,8 +220,8 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
             path.unlink(missing_ok=True)
 
     async def _embed(modality: str, item: Any, tmp: Path | None = None, name: str = "") -> dict:
-        v = (await run_in_threadpool(guard.run, lambda: embed_query(run, modality, item),
-                                     {str(tmp): name} if tmp else None))[0]
+        v = await run_in_threadpool(guard.run, lambda: model.embed(item, modality),
+                                    {str(tmp): name} if tmp else None)
         return {"modality": modality, "dim": len(v), "vector": [round(float(x), 6) for x in v]}
 
     @app.post("/embed")
@@ -250,11 +250,10 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
         raise HTTPException(400, "give a non-empty text (JSON or form field) or a file")
 
     def _record_path(row_id: str) -> Path:
-        rec = by_id.get(row_id)
-        item = rec.get(cfg.target) if rec is not None else None
-        if item is None or isinstance(item, list) or not Path(item).is_file():
+        path = model.target_file(row_id)  # only files the run's manifest names
+        if path is None:
             raise HTTPException(404, "not found")
-        return Path(item)
+        return path
 
     @app.get("/thumb/{row_id:path}")
     def thumb(row_id: str) -> Response:
@@ -273,10 +272,10 @@ def _retrieval_routes(app: Any, guard: Guard, run_dir: str | Path, preload: bool
         """The indexed file itself (image or audio)."""
         return FileResponse(_record_path(row_id))
 
-    return {"description": f"Cross-modal search over {cfg.target} ({len(run.index)} items) "
-                           f"of run {Path(run_dir).name}",
+    return {"description": f"Cross-modal search over {cfg.target} ({len(model)} items) "
+                           f"of run {model.root.name}",
             "query": cfg.query, "target": cfg.target,
-            "modalities": sorted({cfg.query, cfg.target}), "index_size": len(run.index)}
+            "modalities": sorted(model.modalities), "index_size": len(model)}
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,

@@ -106,30 +106,3 @@ def _rename(msg: str, renames: dict[str, str] | None) -> str:
         msg = msg.replace(tmp, name)
     return msg
 
-
-def warm_up(encoder: Any, modality: str) -> None:
-    """Encode one tiny synthetic input so the first request does not pay for lazy
-    initialisation (e.g. the audio front end's first call takes seconds). Errors are ignored:
-    warming up is only an optimisation."""
-    import numpy as np
-
-    try:
-        if modality == "text":
-            encoder.encode(["warm up"])
-            return
-        with tempfile.TemporaryDirectory(prefix="polymodal-warm-") as d:
-            if modality == "image":
-                from PIL import Image
-
-                path = Path(d) / "warm.png"
-                Image.new("RGB", (32, 32), "white").save(path)
-            else:
-                import soundfile as sf
-
-                path = Path(d) / "warm.wav"
-                # a 1 s tone (silence would be trimmed away) at 8 kHz, so resampling is warmed too
-                t = np.arange(8000, dtype=np.float32) / 8000
-                sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), 8000)
-            encoder.encode([str(path)])
-    except Exception:  # noqa: BLE001 - an optimisation only
-        pass

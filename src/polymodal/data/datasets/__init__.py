@@ -9,89 +9,56 @@ with the package (``openclipart``, ``av-digits``).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.core.registry import Entry, Registry
 
-__all__ = ["DATASETS", "DatasetInfo", "SAMPLES", "build_dataset", "list_datasets",
-           "list_samples", "sample_path"]
+__all__ = ["DATASETS", "SAMPLES", "build_dataset", "list_datasets", "list_samples",
+           "sample_path"]
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A built-in dataset: what it is, where its source usually lives, how to build it."""
-
-    name: str
-    description: str
-    source_subdir: str  # default folder under a data root (e.g. ../shared/data/<this>)
-    builder: Callable[..., Path]
-    options: dict[str, str] = field(default_factory=dict)  # option -> help
-
-
-def _fsdd(*a: Any, **k: Any) -> Path:
-    from polymodal.data.datasets.fsdd import build_fsdd
-
-    return build_fsdd(*a, **k)
-
-
-def _mnist(*a: Any, **k: Any) -> Path:
-    from polymodal.data.datasets.mnist import build_mnist
-
-    return build_mnist(*a, **k)
-
-
-def _av(*a: Any, **k: Any) -> Path:
-    from polymodal.data.datasets.av_digits import build_av_digits
-
-    return build_av_digits(*a, **k)
-
-
-def _av_hard(*a: Any, **k: Any) -> Path:
-    from polymodal.data.datasets.av_digits import build_av_digits_hard
-
-    return build_av_digits_hard(*a, **k)
-
-
-def _openclipart(*a: Any, **k: Any) -> Path:
-    from polymodal.data.datasets.openclipart import build_openclipart
-
-    return build_openclipart(*a, **k)
-
-
+_P = "polymodal.data.datasets"
 _SPEAKERS = {"test_speakers": "comma-separated speakers for the test split (default: by seed)",
              "val_speakers": "comma-separated speakers for the val split (default: by seed)"}
-DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
-    DatasetInfo("fsdd", "Free Spoken Digit Dataset: spoken digits 0-9 (audio, text, label), "
-                "split by speaker", "fsdd", _fsdd,
-                {"limit": "at most N recordings (random, by seed)",
-                 "copy": "copy the WAVs into out/audio (default: reference in place)",
-                 **_SPEAKERS}),
-    DatasetInfo("mnist", "MNIST test set as 28x28 PNGs (image, text, label), 80/10/10 split",
-                "mnist", _mnist, {"limit": "keep the first N images"}),
-    DatasetInfo("av-digits", "MNIST images paired with FSDD recordings of the same digit "
-                "(image, audio, text, label), split by speaker", ".", _av,
-                {"limit": "keep the first N images (one pair each; default all 10,000)",
-                 "hard": "PCA-degraded images + noisy audio (MultiBench AV-MNIST recipe)",
-                 "snr_db": "hard mode: signal-to-noise ratio of the audio in dB (default 0)",
-                 "energy": "hard mode: share of image PCA energy removed (default 0.75)",
-                 "copy_audio": "copy the clean WAVs into out/audio", **_SPEAKERS}),
-    DatasetInfo("av-digits-hard", "av-digits with 75% of image PCA energy removed and audio "
-                "mixed with white noise (0 dB)", ".", _av_hard,
-                {"limit": "keep the first N images", "snr_db": "audio SNR in dB (default 0)",
-                 "energy": "share of image PCA energy removed (default 0.75)", **_SPEAKERS}),
-    DatasetInfo("openclipart", "OpenClipart drawings (image, cleaned captions, label = "
-                "category), fixed held-out test split", "openclipart", _openclipart,
-                {"limit": "keep the first N drawings",
-                 "copy": "copy the PNGs into out/images (default: reference in place)"}),
-]}
+
+# metadata: "source" = the dataset's usual folder under a data root (../shared/data/<this>);
+# "options" = builder option -> help (the builder's signature is what is checked)
+DATASETS = Registry("dataset", [
+    Entry("fsdd", f"{_P}.fsdd:build_fsdd", "Free Spoken Digit Dataset: spoken digits 0-9 "
+          "(audio, text, label), split by speaker",
+          {"source": "fsdd", "options": {
+              "limit": "at most N recordings (random, by seed)",
+              "copy": "copy the WAVs into out/audio (default: reference in place)",
+              **_SPEAKERS}}),
+    Entry("mnist", f"{_P}.mnist:build_mnist", "MNIST test set as 28x28 PNGs (image, text, "
+          "label), 80/10/10 split",
+          {"source": "mnist", "options": {"limit": "keep the first N images"}}),
+    Entry("av-digits", f"{_P}.av_digits:build_av_digits", "MNIST images paired with FSDD "
+          "recordings of the same digit (image, audio, text, label), split by speaker",
+          {"source": ".", "options": {
+              "limit": "keep the first N images (one pair each; default all 10,000)",
+              "hard": "PCA-degraded images + noisy audio (MultiBench AV-MNIST recipe)",
+              "snr_db": "hard mode: signal-to-noise ratio of the audio in dB (default 0)",
+              "energy": "hard mode: share of image PCA energy removed (default 0.75)",
+              "copy_audio": "copy the clean WAVs into out/audio", **_SPEAKERS}}),
+    Entry("av-digits-hard", f"{_P}.av_digits:build_av_digits_hard", "av-digits with 75% of "
+          "image PCA energy removed and audio mixed with white noise (0 dB)",
+          {"source": ".", "options": {
+              "limit": "keep the first N images", "snr_db": "audio SNR in dB (default 0)",
+              "energy": "share of image PCA energy removed (default 0.75)", **_SPEAKERS}}),
+    Entry("openclipart", f"{_P}.openclipart:build_openclipart", "OpenClipart drawings (image, "
+          "cleaned captions, label = category), fixed held-out test split",
+          {"source": "openclipart", "options": {
+              "limit": "keep the first N drawings",
+              "copy": "copy the PNGs into out/images (default: reference in place)"}}),
+], fixed=("source", "out", "seed", "progress"))
 SAMPLES = ("openclipart", "av-digits")
 
 
 def list_datasets() -> list[tuple[str, str]]:
     """(name, description) of every built-in dataset."""
-    return [(d.name, d.description) for d in DATASETS.values()]
+    return [(name, desc) for name, desc, _ in DATASETS.rows()]
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -114,31 +81,18 @@ def build_dataset(name: str, source: Path, out: Path, seed: int = 0, progress: b
                   **options: Any) -> Path:
     """Build dataset ``name`` from ``source`` into ``out``; returns the manifest path.
 
-    Options per dataset are listed in ``DATASETS[name].options`` (e.g. ``limit``, ``hard``,
-    ``snr_db``). Raises `UsageError` for an unknown name or option and `PolymodalError` when
+    Options per dataset are the builder's keyword parameters (``polymodal list datasets
+    --options``; help in ``DATASETS[name].metadata["options"]``), e.g. ``limit``, ``hard``,
+    ``snr_db``. Raises `UsageError` for an unknown name or option and `PolymodalError` when
     the source folder is missing or does not look like the dataset."""
-    info = DATASETS.get(name)
-    if info is None:
-        raise UsageError(f"unknown dataset '{name}'; built-in datasets: {', '.join(DATASETS)}")
+    DATASETS.get(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed must be an integer, got {seed!r}")
-    bad = [k for k in options if k not in info.options]
-    if bad:
-        raise UsageError(f"unknown option '{bad[0]}' for dataset '{name}'; options: "
-                         f"{', '.join(info.options) or '(none)'}")
-    defaults = _defaults(name)
+    DATASETS.check_options(name, options)
+    defaults = {k: p.default for k, p in inspect.signature(DATASETS.load(name)).parameters.items()
+                if p.default is not inspect.Parameter.empty}
     opts = {k: _coerce(k, v, defaults.get(k)) for k, v in options.items() if v is not None}
-    return info.builder(Path(source), Path(out), seed=seed, progress=progress, **opts)
-
-
-def _defaults(name: str) -> dict[str, Any]:
-    from polymodal.data.datasets import av_digits, fsdd, mnist, openclipart
-
-    fn = {"fsdd": fsdd.build_fsdd, "mnist": mnist.build_mnist,
-          "av-digits": av_digits.build_av_digits, "av-digits-hard": av_digits.build_av_digits_hard,
-          "openclipart": openclipart.build_openclipart}[name]
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    return DATASETS.build(name, Path(source), Path(out), seed=seed, progress=progress, **opts)
 
 
 def list_samples() -> list[str]:

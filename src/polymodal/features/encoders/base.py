@@ -1,15 +1,26 @@
-"""The Encoder protocol and the name -> builder table.
+"""The Encoder protocol and what every encoder shares.
 
 An encoder turns items of one modality (image paths, audio paths or texts) into vectors.
 Decoding is separate from encoding so that a batch job can skip one bad file and go on:
 ``prepare(item)`` decodes one item (raises `DecodeError` / `PolymodalError` on bad input),
-``encode_prepared(list)`` runs the model on a batch of prepared items.
+``encode_prepared(list)`` runs the model on a batch of prepared items, and
+``encode(items, batch_size=…, normalize=False, numpy=False)`` does both (`encode_items`): one
+item (a str, a path) gives one vector ``[dim]``, a list gives ``[N, dim]``.
+
+`rebuild_encoder` rebuilds the encoder a fitted run's features were made with (from the stored
+name) and checks that it gives the stored id again; `warm_up` encodes a tiny synthetic input.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+import numpy as np
 import torch
+
+from polymodal.core.errors import PolymodalError
+
+DEFAULT_BATCH = 32
 
 
 @runtime_checkable
@@ -35,14 +46,93 @@ class Encoder(Protocol):
         """Encode prepared items -> float tensor ``[len(batch), dim]``."""
         ...
 
-    def encode(self, items: Sequence[Any]) -> torch.Tensor:
-        """Convenience: ``encode_prepared([prepare(i) for i in items])``."""
+    def encode(self, items: Any, batch_size: int | None = None, normalize: bool = False,
+               numpy: bool = False) -> torch.Tensor | np.ndarray:
+        """`encode_items`: one item -> ``[dim]``, a list -> ``[N, dim]``."""
         ...
 
 
-def encode_items(encoder: Encoder, items: Sequence[Any]) -> torch.Tensor:
-    """Shared implementation of ``Encoder.encode`` (composition, not inheritance)."""
-    return encoder.encode_prepared([encoder.prepare(i) for i in items])
+def is_single(items: Any) -> bool:
+    """Whether ``items`` is one item (a str, a path, an array or an image) rather than a list."""
+    return isinstance(items, (str, bytes, os.PathLike, np.ndarray)) or hasattr(items, "convert")
+
+
+def encode_items(encoder: Encoder, items: Any, batch_size: int | None = None,
+                 normalize: bool = False, numpy: bool = False) -> torch.Tensor | np.ndarray:
+    """Shared implementation of ``Encoder.encode`` (composition, not inheritance).
+
+    ``items``: one item (a text, an image / audio path) -> a vector ``[dim]``; a list ->
+    ``[N, dim]``. Items are decoded and encoded ``batch_size`` at a time (default: the
+    encoder's ``batch_size``, else 32), so a long list never holds every decoded file at once.
+    ``normalize`` scales each vector to unit L2 length; ``numpy`` returns a float32
+    ``np.ndarray`` instead of a float32 torch tensor. A bad item raises (`DecodeError` names
+    the file)."""
+    single = is_single(items)
+    batch = [items] if single else list(items)
+    size = int(batch_size or getattr(encoder, "batch_size", None) or DEFAULT_BATCH)
+    if size < 1:
+        raise PolymodalError(f"batch_size must be at least 1, got {batch_size}")
+    if not batch:
+        out = torch.empty(0, int(encoder.dim))
+    else:
+        parts = [encoder.encode_prepared([encoder.prepare(i) for i in batch[s:s + size]]).float()
+                 for s in range(0, len(batch), size)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if normalize:
+        out = torch.nn.functional.normalize(out, dim=-1)
+    if single:
+        out = out[0]
+    return out.numpy() if numpy else out
+
+
+def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
+                    where: str = "this run", fallback: str | None = None) -> Encoder:
+    """The encoder a run's ``modality`` features were made with: built from its stored
+    ``name`` (or ``fallback`` when that name cannot be rebuilt, e.g. a format-1 id of a local
+    Hugging Face folder) and checked to give ``expected_id`` again, so new inputs are never
+    encoded differently from the training features. One-line `PolymodalError` otherwise."""
+    from polymodal.features.encoders.registry import build_encoder
+
+    usable = name and not name.startswith("hf:local/")
+    chosen = name if usable else fallback
+    if not chosen:
+        raise PolymodalError(f"{where}: its {modality} features were made by encoder "
+                             f"'{expected_id or name}', which cannot be rebuilt here")
+    enc = build_encoder(chosen, modality=modality)
+    if expected_id and expected_id != chosen and enc.id != expected_id:
+        raise PolymodalError(f"{where}: its {modality} features were made by encoder "
+                             f"'{expected_id}', but '{chosen}' now gives '{enc.id}'; re-fit the "
+                             f"run to use it with this polymodal")
+    return enc
+
+
+def warm_up(encoder: Encoder) -> None:
+    """Encode one tiny synthetic input so that the first real call does not pay for lazy
+    initialisation (e.g. the audio front end's first call takes seconds). Errors are ignored:
+    warming up is only an optimisation."""
+    import tempfile
+    from pathlib import Path
+
+    try:
+        if encoder.modality == "text":
+            encoder.encode(["warm up"])
+            return
+        with tempfile.TemporaryDirectory(prefix="polymodal-warm-") as d:
+            if encoder.modality == "image":
+                from PIL import Image
+
+                path = Path(d) / "warm.png"
+                Image.new("RGB", (32, 32), "white").save(path)
+            else:
+                import soundfile as sf
+
+                path = Path(d) / "warm.wav"
+                # a 1 s tone (silence would be trimmed away) at 8 kHz, so resampling is warmed too
+                t = np.arange(8000, dtype=np.float32) / 8000
+                sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), 8000)
+            encoder.encode([str(path)])
+    except Exception:  # noqa: BLE001 - an optimisation only
+        pass
 
 
 EncoderBuilder = Callable[..., Encoder]

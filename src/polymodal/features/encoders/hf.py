@@ -234,6 +234,8 @@ class HFEncoder:
                 parts = [self._audio_forward(w) for w in batch]
         return torch.cat(parts).float().cpu()
 
-    def encode(self, items: Sequence[Any]) -> torch.Tensor:
-        """``encode_prepared([prepare(i) for i in items])``."""
-        return encode_items(self, items)
+    def encode(self, items: Any, batch_size: int | None = None, normalize: bool = False,
+               numpy: bool = False) -> Any:
+        """One item -> ``[dim]``, a list -> ``[N, dim]`` (see `encode_items`); a float32
+        tensor, or an ``np.ndarray`` with ``numpy=True``."""
+        return encode_items(self, items, batch_size, normalize, numpy)

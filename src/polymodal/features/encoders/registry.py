@@ -1,40 +1,88 @@
-"""One flat table: encoder name -> (modality, builder). Builders import lazily."""
+"""The encoder table: name -> lazily imported encoder class (torch-free to import).
+
+``modality`` / ``dim`` metadata repeat the classes' attributes so that names can be checked
+without importing torch (tests/core/test_registry.py keeps them equal).
+
+A name is an entry (``minilm``) or ``scheme:argument`` for an entry that takes one
+(``hf:<model name or local dir>``); ``name.partition(":")`` splits them.
+"""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
-from polymodal.features.encoders.base import Encoder
 from polymodal.core.errors import UsageError
+from polymodal.core.registry import Entry, Registry
 
-# name -> (modality, "module:function")
-ENCODERS: dict[str, tuple[str, str]] = {
-    "minilm": ("text", "polymodal.features.encoders.text:MiniLMEncoder"),
-    "efficientnet-lite0": ("image", "polymodal.features.encoders.image:EfficientNetLite0Encoder"),
-    "logmel": ("audio", "polymodal.features.encoders.audio:LogMelEncoder"),
-    "whisper-tiny": ("audio", "polymodal.features.encoders.whisper:WhisperEncoder"),
-}
-DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0", "audio": "logmel"}
-HF_PREFIX = "hf:"
+if TYPE_CHECKING:
+    from polymodal.features.encoders.base import Encoder
+
+_PKG = "polymodal.features.encoders"
+MODALITIES = ("text", "image", "audio")
+
+ENCODERS = Registry("encoder", [
+    Entry("minilm", f"{_PKG}.text:MiniLMEncoder",
+          "all-MiniLM-L6-v2 sentence embeddings, mean-pooled, L2-normalised (offline)",
+          {"modality": "text", "dim": 384}),
+    Entry("efficientnet-lite0", f"{_PKG}.image:EfficientNetLite0Encoder",
+          "EfficientNet-Lite0 ImageNet features, global average pool (offline)",
+          {"modality": "image", "dim": 1280}),
+    Entry("logmel", f"{_PKG}.audio:LogMelEncoder",
+          "mean and std over time of 64 log-mel bands and their deltas; no learned weights",
+          {"modality": "audio", "dim": 256}),
+    Entry("whisper-tiny", f"{_PKG}.whisper:WhisperEncoder",
+          "Whisper tiny.en encoder states, mean-pooled over the real audio (offline)",
+          {"modality": "audio", "dim": 384}),
+    Entry("hf", f"{_PKG}.hf:HFEncoder",
+          "any Hugging Face model through the transformers Auto classes (mean pooling, or "
+          "the CLIP-style projection)",
+          {"modality": "any", "scheme": "hf:<model name or local dir>"}),
+], fixed=("model", "modality"))
+
+DEFAULT_ENCODERS: Mapping[str, str] = {"text": "minilm", "image": "efficientnet-lite0",
+                                       "audio": "logmel"}
 
 
-def _load(target: str) -> Any:
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+def parse_encoder_name(name: str) -> tuple[Entry, str]:
+    """``(entry, argument)`` for ``name`` (argument ``""`` unless the entry takes one, as
+    ``hf:<model>`` does); a one-line `UsageError` otherwise."""
+    base, sep, arg = str(name).partition(":")
+    entry = ENCODERS.get(base)
+    scheme = entry.metadata.get("scheme")
+    if scheme and not arg:
+        raise UsageError(f"encoder '{name}' needs an argument: {scheme}")
+    if sep and not scheme:
+        raise UsageError(f"encoder '{base}' takes no ':<argument>' (got '{name}')")
+    return entry, arg
+
+
+def check_encoder(name: str, modality: str | None = None) -> tuple[Entry, str]:
+    """`parse_encoder_name` plus a check that the encoder can encode ``modality`` (required
+    for encoders of any modality, such as ``hf:``)."""
+    entry, arg = parse_encoder_name(name)
+    if modality is not None and modality not in MODALITIES:
+        raise UsageError(f"unknown modality '{modality}' for encoder '{name}'; valid: "
+                         f"{', '.join(MODALITIES)}")
+    kind = entry.metadata["modality"]
+    if kind == "any":
+        if modality is None:
+            raise UsageError(f"encoder '{name}' needs a modality (e.g. --encoder text={name})")
+    elif modality is not None and modality != kind:
+        raise UsageError(f"encoder '{name}' is a {kind} encoder, not {modality}")
+    return entry, arg
+
+
+def check_encoder_map(encoders: Mapping[str, str]) -> Mapping[str, str]:
+    """Check a ``{modality: encoder name}`` setting (as in the task configs); returns it."""
+    for modality, name in encoders.items():
+        check_encoder(name, modality)
+    return encoders
 
 
 def build_encoder(name: str, modality: str | None = None, **kwargs: Any) -> Encoder:
-    """Build an encoder by table name, or ``hf:<model>`` for any Hugging Face model
-    (``modality`` required for ``hf:``: text, image or audio)."""
-    if name.startswith(HF_PREFIX):
-        if modality is None:
-            raise UsageError(f"encoder '{name}' needs a modality (e.g. --encoder text={name})")
-        return _load("polymodal.features.encoders.hf:HFEncoder")(name[len(HF_PREFIX):], modality,
-                                                        **kwargs)
-    if name not in ENCODERS:
-        raise UsageError(f"unknown encoder '{name}'; choose one of {', '.join(ENCODERS)} "
-                         f"or hf:<model name or local dir>")
-    table_modality, target = ENCODERS[name]
-    if modality is not None and modality != table_modality:
-        raise UsageError(f"encoder '{name}' is a {table_modality} encoder, not {modality}")
-    return _load(target)(**kwargs)
+    """Build an encoder by name (``minilm``, ``efficientnet-lite0``, ``logmel``,
+    ``whisper-tiny``), or ``hf:<model>`` for any Hugging Face model (``modality`` required:
+    text, image or audio). Unknown names and options raise `UsageError`."""
+    entry, arg = check_encoder(name, modality)
+    if entry.metadata["modality"] == "any":
+        return ENCODERS.build(entry.name, arg, modality, **kwargs)
+    return ENCODERS.build(entry.name, **kwargs)

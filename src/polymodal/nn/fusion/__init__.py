@@ -12,13 +12,11 @@ prediction (``out_dim`` = number of classes / outputs) and no head must be added
 """
 from __future__ import annotations
 
-import inspect
-
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from torch import nn
 
-from polymodal.core.errors import UsageError
 from polymodal.nn.fusion.attention import AttentionFusion
 from polymodal.nn.fusion.cross_attention import CrossAttentionFusion
 from polymodal.nn.fusion.dropout import modality_dropout
@@ -28,34 +26,21 @@ from polymodal.nn.fusion.late import LateFusion
 from polymodal.nn.fusion.lowrank import LowRankFusion
 from polymodal.nn.fusion.tensor import TensorFusion
 from polymodal.nn.fusion.weighted import WeightedSumFusion
+from polymodal.nn.registry import FUSIONS as FUSION_REGISTRY
 
-FUSIONS: dict[str, type[nn.Module]] = {
-    "early": EarlyFusion,
-    "weighted": WeightedSumFusion,
-    "late": LateFusion,
-    "attention": AttentionFusion,
-    "gated": GatedFusion,
-    "tensor": TensorFusion,
-    "lowrank": LowRankFusion,
-    "cross-attention": CrossAttentionFusion,
-}
+# name -> class, read-only, derived from the one table in polymodal.nn.registry
+FUSIONS: Mapping[str, type[nn.Module]] = MappingProxyType(
+    {name: FUSION_REGISTRY.load(name) for name in FUSION_REGISTRY})
 
 
 def build_fusion(name: str, dims: Mapping[str, int], out_dim: int, **options: Any) -> nn.Module:
-    """Build the fusion called ``name`` (a key of `FUSIONS`) for ``dims`` -> ``out_dim``.
+    """Build the fusion called ``name`` (`polymodal list fusions`) for ``dims`` -> ``out_dim``.
 
-    Unknown names and unknown / bad options raise `UsageError`.
+    Unknown names and unknown / bad options raise `UsageError` (with a did-you-mean).
     """
-    cls = FUSIONS.get(name)
-    if cls is None:
-        raise UsageError(f"unknown fusion '{name}'; valid: {', '.join(FUSIONS)}")
-    allowed = [p for p in inspect.signature(cls).parameters if p not in ("dims", "out_dim")]
-    bad = sorted(set(options) - set(allowed))
-    if bad:
-        raise UsageError(f"fusion '{name}': unknown options {bad}; valid: {', '.join(allowed)}")
-    return cls(dims, out_dim, **options)
+    return FUSION_REGISTRY.build(name, dims, out_dim, **options)
 
 
-__all__ = ["FUSIONS", "build_fusion", "modality_dropout", "EarlyFusion", "WeightedSumFusion",
-           "LateFusion", "AttentionFusion", "GatedFusion", "TensorFusion", "LowRankFusion",
-           "CrossAttentionFusion"]
+__all__ = ["FUSIONS", "FUSION_REGISTRY", "build_fusion", "modality_dropout", "EarlyFusion",
+           "WeightedSumFusion", "LateFusion", "AttentionFusion", "GatedFusion", "TensorFusion",
+           "LowRankFusion", "CrossAttentionFusion"]

@@ -1,38 +1,45 @@
 """The caption task's configuration: torch-free, the one schema for YAML, CLI and Python."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, Field
 
+from polymodal.core.config import StrictConfig, in_registry
+from polymodal.features.encoders.registry import check_encoder_map
+from polymodal.nn.registry import CAPTION_DECODERS
 from polymodal.train.config import TrainConfig
 
 
-class CaptionConfig(BaseModel):
+class CaptionConfig(StrictConfig):
     """Everything ``fit caption`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str
+    manifest: str = Field(description="CSV / JSONL / Parquet manifest with image and text")
     features: str | None = Field(None, description="an already encoded folder (skip encoding)")
-    encoders: dict[str, str] = {}
-    columns: dict[str, str] = {}
-    cache_dir: str | None = None
-    decoder: Literal["gru", "transformer"] = "gru"
-    embed_dim: int = Field(256, ge=8)
+    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
+        {}, description="encoder per modality, e.g. image=efficientnet-lite0 (`polymodal list "
+                        "encoders`)")
+    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
+                                     "text=caption")
+    cache_dir: str | None = Field(None, description="feature cache folder")
+    decoder: Annotated[str, in_registry(CAPTION_DECODERS)] = Field(
+        "gru", description="caption decoder: `polymodal list decoders`")
+    embed_dim: int = Field(256, ge=8, description="word embedding width")
     hidden: int = Field(512, ge=8, description="GRU state size")
     layers: int = Field(2, ge=1, description="Transformer layers")
-    heads: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1, description="Transformer attention heads")
     prefix: int = Field(4, ge=1, description="Transformer: image prefix tokens")
-    dropout: float = Field(0.2, ge=0, lt=1)
-    vocab_size: int = Field(5000, ge=10)
+    dropout: float = Field(0.2, ge=0, lt=1, description="decoder dropout")
+    vocab_size: int = Field(5000, ge=10, description="most words kept (most frequent first)")
     min_count: int = Field(2, ge=1, description="words seen fewer times become <unk>")
     max_len: int = Field(16, ge=2, description="words per caption (longer ones are cut)")
-    beam: int = Field(3, ge=1)
-    length_penalty: float = Field(0.0, ge=0)
-    batch_size: int = Field(128, ge=2)
-    nn_space: str | None = Field(None, description="retrieval run folder for the baseline")
+    beam: int = Field(3, ge=1, description="beam width when captioning (1: greedy)")
+    length_penalty: float = Field(0.0, ge=0, description="beam search ranks by "
+                                                         "log-prob / length ** this")
+    batch_size: int = Field(128, ge=2, description="image-caption pairs per training "
+                                                   "batch")
+    nn_space: str | None = Field(None, description="retrieval run folder: nearest-neighbour "
+                                 "baseline in its shared space (default: cosine on the image "
+                                 "features)")
     threads: int = Field(1, ge=1, description="torch CPU threads (small models: 1 is fastest)")
     train: TrainConfig = TrainConfig(epochs=20, lr=1e-3, patience=4)
-
-
-
-# ---------------------------------------------------------------- vocabulary

@@ -27,10 +27,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, Field
 
 from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.core.splits import assign_splits, write_splits
+from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.metrics.textgen import caption_metrics, caption_tokens, cider_d
 from polymodal.nn.generative import (BOS, EOS, PAD, SPECIALS, UNK, beam_decode,
@@ -95,7 +96,7 @@ def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionD
     recs = [man.records[i] for i in keep]
     return CaptionData(feats=x[keep], captions=[[t for t in r.text if caption_tokens(t)]
                                                  for r in recs],
-                       splits=np.array([r.split or "train" for r in recs]),
+                       splits=assign_splits([r.split for r in recs], [r.id for r in recs]),
                        ids=[r.id for r in recs], images=[str(r.image) for r in recs],
                        encoder_name=meta.get("name") or meta["encoder"].split("|")[0],
                        encoder_id=meta["encoder"])
@@ -150,7 +151,7 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
                 progress: bool = True) -> dict:
     """Train a caption decoder and score it against the nearest-neighbour baseline; returns
     the content of metrics.json."""
-    cfg, out = config, Path(out)
+    cfg, out = absolute_paths(config), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_caption_data(cfg, out, progress)
     torch.set_num_threads(cfg.threads)
@@ -186,7 +187,7 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
 
     res = fit_loop(model, step, batches, validate, cfg.train.model_copy(
         update={"progress": cfg.train.progress and progress}), run_dir=out, resume=resume,
-        desc=f"fit {cfg.decoder} captioner")
+        desc=f"fit {cfg.decoder} captioner", generator=gen, threads=cfg.threads)
     model.eval()
     refs = [data.captions[i] for i in te]
     greedy = decode(model, data.feats[te], vocab, 1, cfg.max_len)
@@ -218,14 +219,13 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
 
 def _save(out: Path, cfg: CaptionConfig, model: torch.nn.Module, vocab: list[str],
           data: CaptionData) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    run = RunFolder(out)
+    run.save_weights(model.state_dict())
     atomic_write_text(out / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-    doc = {"task": "caption", "spec": model.spec, "encoder": data.encoder_name,
-           "encoder_id": data.encoder_id, "config": json.loads(cfg.model_dump_json())}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+    write_splits(out / "splits.csv", data.ids, data.splits)
+    run.write_config("caption", json.loads(cfg.model_dump_json()),
+                     {"image": {"name": data.encoder_name, "id": data.encoder_id}},
+                     model=model.spec)
 
 
 def samples_figure(samples: str | Path, out: str | Path, n: int = 8, seed: int = 0) -> Path:
@@ -275,18 +275,17 @@ class LoadedCaptioner:
         if self._encoder is None:
             from polymodal.features.encoders import build_encoder
 
-            self._encoder = build_encoder(self.doc["encoder"], modality="image")
+            self._encoder = build_encoder(self.doc["encoders"]["image"]["name"],
+                                          modality="image")
         return self._encoder
 
 
 def load_captioner(run: str | Path) -> LoadedCaptioner:
     """Load a run folder written by `fit_caption`."""
-    from polymodal.core.runfolder import read_run
-
-    run, doc, state = read_run(run, "caption", "caption run")
+    run, doc, state = read_run(run, "caption")
     try:
         vocab = json.loads((run / "vocab.json").read_text())
-        model = build_captioner(doc["spec"])
+        model = build_captioner(doc.get("model") or doc["spec"])
         model.load_state_dict(state)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise PolymodalError(f"{run}: not a usable caption run ({e})") from None

@@ -49,7 +49,7 @@ def _runs_of(path: Path) -> dict[str, list[Path]]:
 
 
 def _split_data(clf: LoadedClassifier, split: str, cache: dict) -> ClassData:
-    key = (clf.doc["manifest"], clf.doc["features"], clf.doc["config"]["target"],
+    key = (clf.doc["config"]["manifest"], clf.doc["config"]["features"], clf.doc["config"]["target"],
            json.dumps(clf.labels))
     if key not in cache:
         cache[key] = clf.data()

@@ -1,30 +1,62 @@
 """The classification task's configuration: torch-free, the one schema for YAML, CLI and Python."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from polymodal.core.config import StrictConfig
+from polymodal.core.errors import UsageError
+from polymodal.features.encoders.registry import MODALITIES, check_encoder_map
+from polymodal.nn.registry import FUSIONS
 from polymodal.train.config import TrainConfig
 
 
-class ClassifierConfig(BaseModel):
+def check_fusion(name: str, modalities: Sequence[str] = MODALITIES) -> str:
+    """``name`` if it is a fusion (`polymodal list fusions`) or ``unimodal:<m>`` for one of
+    ``modalities``; a one-line `UsageError` (with a did-you-mean) otherwise."""
+    mods = sorted(modalities)
+    scheme, sep, modality = name.partition(":")
+    if sep and scheme == "unimodal":
+        if modality not in mods:
+            raise UsageError(f"unimodal baseline '{name}': modality '{modality}' is not among "
+                             f"the modalities used ({', '.join(mods)})")
+    elif name not in FUSIONS:
+        raise FUSIONS.error(name, extra=[f"unimodal:{m}" for m in mods])
+    return name
+
+
+class ClassifierConfig(StrictConfig):
     """Everything ``fit classify`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str
+    manifest: str = Field(description="CSV / JSONL / Parquet manifest")
     target: str = Field("label", description="'label' (the label role) or an extra column")
-    task: Literal["auto", "classification", "multilabel", "regression"] = "auto"
-    modalities: list[str] | None = Field(None, description="default: all in the manifest")
-    fusion: str = Field("early", description="a fusion (`polymodal list fusions`) or unimodal:<modality>")
-    fusion_options: dict[str, Any] = {}
+    task: Literal["auto", "classification", "multilabel", "regression"] = Field(
+        "auto", description="auto: from the target column's values")
+    modalities: list[str] | None = Field(None, description="modalities to use, e.g. "
+                                         "image,audio (default: all in the manifest)")
+    fusion: str = Field("early", description="a fusion (`polymodal list fusions`) or "
+                                             "unimodal:<modality>")
+    fusion_options: dict[str, Any] = Field({}, description="fusion constructor options, "
+                                            "e.g. attn_dim=32 (`polymodal list fusions "
+                                            "--options`)")
     hidden: int = Field(128, ge=1, description="fusion output width (input of the head)")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the output layer")
-    modality_dropout: float = Field(0.0, ge=0, le=1)
-    encoders: dict[str, str] = {}
-    columns: dict[str, str] = {}
+    modality_dropout: float = Field(0.0, ge=0, le=1, description="probability of hiding "
+                                    "each present modality while training (e.g. 0.3)")
+    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
+        {}, description="encoder per modality, e.g. audio=whisper-tiny (`polymodal list "
+                        "encoders`)")
+    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
+                                     "text=caption")
     features: str | None = Field(None, description="an already encoded folder (skip encoding)")
-    cache_dir: str | None = None
-    batch_size: int = Field(256, ge=1)
+    cache_dir: str | None = Field(None, description="feature cache folder")
+    batch_size: int = Field(256, ge=1, description="rows per training batch")
     threads: int = Field(1, ge=1, description="torch CPU threads while training; small "
                                                "models train fastest on one")
     train: TrainConfig = TrainConfig()
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, v: str, info: ValidationInfo) -> str:
+        return check_fusion(v, info.data.get("modalities") or MODALITIES)

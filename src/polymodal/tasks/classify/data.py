@@ -5,16 +5,14 @@ Targets: ``"label"`` (the label role) or an extra manifest column. ``task="auto"
 more than `REGRESSION_MIN_DISTINCT` distinct values, else *classification*. Multilabel cells
 are lists, JSON lists (``'["a", "b"]'``) or strings separated by ``|`` or ``;``.
 
-Splits: the manifest's split column; rows without one get `hash_split` of their id. When no
-labelled row is in ``val``, about 10 % of the train rows are moved to val by a hash of their id
-(deterministic and independent of the seed, so every method and seed sees the same split).
+Splits: the shared policy of `polymodal.core.splits` (given cells kept row by row, empty cells
+hashed, val carved from labelled train rows only), written to ``RUN/splits.csv``.
 """
 from __future__ import annotations
 
 import csv
 import gc
 import io
-import hashlib
 import json
 import math
 import re
@@ -27,10 +25,10 @@ import numpy as np
 
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
+from polymodal.core.splits import assign_splits
 from polymodal.core.errors import DataError, PolymodalError, Problem, UsageError
 
 REGRESSION_MIN_DISTINCT = 20
-VAL_FRACTION = 0.1
 
 
 @dataclass
@@ -174,25 +172,20 @@ def encode_targets(values: Sequence[Any], rows: Sequence[int], problem: str, fil
     return y, has & (y >= 0), {"problem": problem, "labels": labels}
 
 
-def _unit_hash(ids: Sequence[str], salt: str) -> np.ndarray:
-    return np.array([int(hashlib.md5(f"{salt}:{i}".encode()).hexdigest()[:8], 16) / 2**32
-                     for i in ids])
-
-
-def assign_splits(split: Sequence[str | None], ids: list[str], labelled: np.ndarray) -> np.ndarray:
-    """Final train / val / test of each row (see module doc)."""
-    from polymodal.tasks.retrieval.data import hash_split
-
-    s = np.array([x or "" for x in split], dtype=object)
-    if (s == "").any():
-        s = np.where(s == "", hash_split(ids), s)
-    if not ((s == "val") & labelled).any():
-        train = np.flatnonzero((s == "train") & labelled)
-        if len(train) >= 2:
-            u = _unit_hash([ids[i] for i in train], "val")
-            pick = train[u < VAL_FRACTION]
-            s[pick if len(pick) else train[[int(np.argmin(u))]]] = "val"
-    return s.astype(str)
+def check_targets(manifest: Manifest, target: str, task: str = "auto") -> None:
+    """What can fail about the target and the splits, checked on the manifest before any
+    encoding: the target column exists, its values suit the task, and the split policy leaves
+    labelled rows in train (2 or more) and test."""
+    values, column = target_values(manifest, target)
+    problem = detect_task(values) if task == "auto" else task
+    rows = [r.row for r in manifest.records]
+    _, has_y, _ = encode_targets(values, rows, problem, str(manifest.path), column)
+    split = assign_splits([r.split for r in manifest.records], manifest.ids, has_y)
+    for name, need in (("train", 2), ("test", 1)):
+        n = int(((split == name) & has_y).sum())
+        if n < need:
+            raise UsageError(f"{manifest.path}: {n} labelled {name} rows in column '{column}' "
+                             f"(need {need}; see the split column)")
 
 
 def prepare_data(manifest: Manifest, fs: FeatureSet, modalities: Sequence[str], target: str,

@@ -26,16 +26,17 @@ from typing import Any, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import BaseModel, Field
 from torch import nn
 
 from polymodal.core.atomic import atomic_path, atomic_write_text
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
+from polymodal.core.splits import write_splits
 from polymodal.core.errors import Problem, UsageError
 from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
-from polymodal.tasks.classify.data import (ClassData, PeakMemory, decode_outputs, prepare_data,
+from polymodal.tasks.classify.data import (check_targets, ClassData, PeakMemory, decode_outputs, prepare_data,
                                         score_outputs, unimodal_prior, write_predictions)
 from polymodal.tasks.classify.config import ClassifierConfig
 from polymodal.train.config import TrainConfig
@@ -45,16 +46,14 @@ UNIMODAL = "unimodal:"
 
 
 def check_method(name: str, modalities: Sequence[str]) -> None:
-    """Raise a `UsageError` unless ``name`` is a fusion or ``unimodal:<m>`` usable here."""
+    """Raise a `UsageError` unless ``name`` is a fusion (`polymodal.nn.registry.FUSIONS`) or
+    ``unimodal:<m>`` usable with these modalities."""
+    from polymodal.nn.registry import FUSIONS as FUSION_REGISTRY
+    from polymodal.tasks.classify.config import check_fusion
+
     mods = sorted(modalities)
-    valid = list(FUSIONS) + [UNIMODAL + m for m in mods]
-    if name.startswith(UNIMODAL):
-        if name[len(UNIMODAL):] not in mods:
-            raise UsageError(f"unimodal baseline '{name}': modality '{name[len(UNIMODAL):]}' is "
-                             f"not among the modalities used ({', '.join(mods)})")
-    elif name not in FUSIONS:
-        raise UsageError(f"unknown fusion '{name}'; valid: {', '.join(valid)}")
-    elif len(mods) < 2:
+    check_fusion(name, mods)
+    if name in FUSION_REGISTRY and len(mods) < 2:
         raise UsageError(f"fusion '{name}' needs at least 2 modalities, got {mods}; use "
                          f"{', '.join(UNIMODAL + m for m in mods)}")
 
@@ -196,7 +195,7 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
     tc = cfg.train.model_copy(update={"progress": cfg.train.progress and progress})
     with PeakMemory() as mem, torch_threads(cfg.threads):
         res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
-                       desc=f"fit {cfg.fusion}")
+                       desc=f"fit {cfg.fusion}", generator=gen)
     info = {"train_seconds": round(res.seconds, 3), "epochs_run": res.epochs_run,
             "best_epoch": res.best_epoch, "val_score": round(res.best_score, 6),
             "params": int(sum(t.numel() for t in model.parameters())),
@@ -206,20 +205,21 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
 
 def save_classifier(out: Path, cfg: ClassifierConfig, model: ClassifierNet, spec: dict,
                     manifest: Manifest, features: Path, dims: Mapping[str, int]) -> None:
-    """Weights (safetensors) and config.yaml (config, label vocabulary, data paths)."""
-    from safetensors.torch import save_file
-
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    """Weights (safetensors) and config.yaml (`RunFolder`: config with the features folder the
+    run was trained on, label vocabulary, encoders)."""
+    run = RunFolder(out)
+    run.save_weights(model.state_dict())
     fs = FeatureSet.load(features)
-    doc = {"task": "classification", "problem": spec["problem"], "method": cfg.fusion,
-           "labels": spec.get("labels"), "target_mean": spec.get("mean"),
-           "target_std": spec.get("std"), "modalities": list(model.names),
-           "dims": {m: int(d) for m, d in dims.items()}, "n_out": _n_out(spec),
-           "manifest": str(manifest.path), "features": str(Path(features).resolve()),
-           "encoders": {m: fs.encoder_id(m) for m in model.names},
-           "config": json.loads(cfg.model_dump_json())}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    config = json.loads(cfg.model_dump_json())
+    config.update(manifest=str(manifest.path), features=str(Path(features).resolve()))
+    run.write_config(
+        "classification", config,
+        {m: {"name": fs.meta["modalities"][m].get("name") or fs.encoder_id(m).split("|")[0],
+             "id": fs.encoder_id(m)} for m in model.names},
+        problem=spec["problem"], method=cfg.fusion, labels=spec.get("labels"),
+        target_mean=spec.get("mean"), target_std=spec.get("std"),
+        modalities=list(model.names), dims={m: int(d) for m, d in dims.items()},
+        n_out=_n_out(spec))
 
 
 def _n_out(spec: dict) -> int:
@@ -247,6 +247,9 @@ def resolve_modalities(cfg: ClassifierConfig, manifest: Manifest) -> list[str]:
     if bad:
         raise UsageError(f"{manifest.path}: modality '{bad[0]}' has no column; the manifest has "
                          f"{', '.join(manifest.modalities)}")
+    extra = sorted(set(cfg.encoders) - set(mods))
+    if extra:
+        raise UsageError(f"--encoder {extra[0]}=…: this run uses {', '.join(mods)}")
     return mods
 
 
@@ -255,6 +258,7 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
                  resume: bool = False) -> dict:
     """Train, evaluate and save one run on already prepared data (used by `compare`)."""
     out.mkdir(parents=True, exist_ok=True)
+    write_splits(out / "splits.csv", data.ids, data.split)
     model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume)
     test, val = data.select("test"), data.select("val")
     t_out = model_outputs(model, test.x, test.mask)
@@ -281,10 +285,11 @@ def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = T
     Returns the content of ``metrics.json``: ``metrics`` (test: accuracy, macro_f1, auroc or
     mae, r2), ``val_metrics``, ``train_seconds``, ``params``, ``peak_mem_mb`` and counts.
     """
-    cfg, out = config, Path(out)
+    cfg, out = absolute_paths(config), Path(out)
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
     mods = resolve_modalities(cfg, manifest)
     check_method(cfg.fusion, mods)
+    check_targets(manifest, cfg.target, cfg.task)  # before any encoding
     out.mkdir(parents=True, exist_ok=True)
     feats = _features_for(cfg, manifest, mods, out, progress)
     data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
@@ -329,8 +334,9 @@ class LoadedClassifier:
 
     def data(self) -> ClassData:
         """Every usable row of the run's manifest + features (``.select(split)`` for a split)."""
-        manifest = read_manifest(self.doc["manifest"], columns=self.doc["config"].get("columns"))
-        fs = FeatureSet.load(self.doc["features"])
+        c = self.doc["config"]
+        manifest = read_manifest(c["manifest"], columns=c.get("columns"))
+        fs = FeatureSet.load(c["features"])
         data, _, _ = prepare_data(manifest, fs, self.modalities, self.doc["config"]["target"],
                                   self.problem, spec=self.spec)
         return data
@@ -338,9 +344,7 @@ class LoadedClassifier:
 
 def load_classifier(run: str | Path) -> LoadedClassifier:
     """Load a run folder written by `fit_classifier`."""
-    from polymodal.core.runfolder import read_run
-
-    run, doc, state = read_run(run, "classification", "classification run")
+    run, doc, state = read_run(run, "classification")
     c = doc["config"]
     model = ClassifierNet(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
                           c.get("fusion_options"))

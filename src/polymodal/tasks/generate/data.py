@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from polymodal.core.splits import assign_splits
 from polymodal.core.errors import PolymodalError, UsageError
 
 
@@ -25,6 +26,7 @@ class GenData:
     encoder_name: str
     encoder_id: str
     skipped: int = 0
+    ids: list[str] = field(default_factory=list)  # [N] manifest id per image
 
     def pairs(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image index, condition index) of every pair in ``split``; ``limit`` caps the
@@ -63,9 +65,12 @@ def load_data(cfg: Any, out: Path, progress: bool) -> GenData:
     vecs, rows = fs.vectors(cfg.condition)
     channels = cfg.channels or (1 if cfg.size <= 32 else 3)
     want = sorted(set(int(r) for r in rows))
+    usable = np.zeros(len(man.records), bool)
+    usable[want] = [man.records[r].image is not None for r in want]
+    split = assign_splits([r.split for r in man.records], man.ids, usable)
     if cfg.limit is not None:  # load only what training can use, plus every val / test row
-        train = [r for r in want if man.records[r].split == "train"][:cfg.limit]
-        want = sorted(set(train) | {r for r in want if man.records[r].split != "train"})
+        train = [r for r in want if split[r] == "train"][:cfg.limit]
+        want = sorted(set(train) | {r for r in want if split[r] != "train"})
     recs = [man.records[r] for r in want]
     with ThreadPoolExecutor(2) as pool:
         got = list(tqdm(pool.map(lambda r: _load_one(r.image, cfg.size, channels)
@@ -80,12 +85,13 @@ def load_data(cfg: Any, out: Path, progress: bool) -> GenData:
     ci = [(k, where[int(r)]) for k, r in enumerate(rows) if int(r) in where]
     meta = fs.meta["modalities"][cfg.condition]
     return GenData(images=np.stack([got[i] for i in keep]),
-                   splits=np.array([recs[i].split or "train" for i in keep]),
+                   splits=np.array([split[want[i]] for i in keep]),
                    labels=[recs[i].label for i in keep],
                    cond=np.asarray(vecs, np.float32)[[k for k, _ in ci]],
                    cond_image=np.array([j for _, j in ci], np.int64),
                    encoder_name=meta.get("name") or meta["encoder"].split("|")[0],
-                   encoder_id=meta["encoder"], skipped=len(recs) - len(keep))
+                   encoder_id=meta["encoder"], skipped=len(recs) - len(keep),
+                   ids=[recs[i].id for i in keep])
 
 
 def digit_labels(data: GenData) -> np.ndarray | None:

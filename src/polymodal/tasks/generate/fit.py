@@ -19,7 +19,8 @@ Inception-v3 FID / IS):
 
 Model selection: the cVAE keeps the epoch with the best validation ELBO; the GAN keeps its last
 epoch (no validation signal). The GAN trains its discriminator inside the step with its own
-Adam optimizer, which is not saved in checkpoints (a resumed GAN restarts that optimizer).
+Adam optimizer (`discriminator_optimizer`), handed to `fit_loop` as an extra optimizer so that
+its state is checkpointed and restored on resume.
 GAN recipe: Adam betas (0.5, 0.999) for both networks (unless ``train.betas`` is set), condition
 gain, spectral norm and minibatch-std in the discriminator, instance noise, one-sided label
 smoothing and a mode-seeking term (see `_gan_step`).
@@ -33,10 +34,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, Field
 
 from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
+from polymodal.core.splits import write_splits
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.tasks.generate import data as gd
 from polymodal.nn.generative import CVAE, CondGAN, build_generator, cvae_loss, g_loss
@@ -67,10 +69,17 @@ def spectral_norm_discriminator(model: CondGAN, on: bool) -> None:
             torch.nn.utils.remove_spectral_norm(m)
 
 
-def _gan_step(gen_opt_holder: dict):
-    """A fit_loop step for `CondGAN`: one discriminator update (own Adam, lr ``GAN_D_LR`` x the
-    generator's, instance noise, one-sided label smoothing), then the generator loss with the
-    discriminator frozen (its grads stay None, so the loop's optimizer skips it).
+def discriminator_optimizer(model: CondGAN, lr: float,
+                            betas: tuple[float, float] = GAN_BETAS) -> torch.optim.Adam:
+    """The discriminator's own Adam: lr ``GAN_D_LR`` x the generator's ``lr``. Create it after
+    `spectral_norm_discriminator` (which replaces the weights it optimises)."""
+    return torch.optim.Adam(model.discriminator_parameters(), lr=lr * GAN_D_LR, betas=betas)
+
+
+def _gan_step(d_opt: torch.optim.Optimizer):
+    """A fit_loop step for `CondGAN`: one discriminator update with ``d_opt`` (see
+    `discriminator_optimizer`; instance noise, one-sided label smoothing), then the generator
+    loss with the discriminator frozen (its grads stay None, so the loop's optimizer skips it).
 
     The fakes come in pairs sharing a condition (i and i + B/2) with different z; the generator
     loss adds ``GAN_MS / (|G(c, z1) - G(c, z2)| / |z1 - z2|)`` (mode seeking), without which the
@@ -83,10 +92,6 @@ def _gan_step(gen_opt_holder: dict):
     def step(model: CondGAN, batch) -> torch.Tensor:
         x, c = batch
         d_params = model.discriminator_parameters()
-        if "opt" not in gen_opt_holder:
-            gen_opt_holder["opt"] = torch.optim.Adam(
-                d_params, lr=gen_opt_holder["lr"] * GAN_D_LR,
-                betas=gen_opt_holder.get("betas", GAN_BETAS))
         for p in d_params:
             p.requires_grad_(True)
         h = len(c) // 2
@@ -97,14 +102,12 @@ def _gan_step(gen_opt_holder: dict):
         loss_d = (GAN_SMOOTH * F.softplus(-real_logits).mean()
                   + (1 - GAN_SMOOTH) * F.softplus(real_logits).mean()
                   + F.softplus(model.critic(noisy(fake.detach()), cf)).mean())
-        opt = gen_opt_holder["opt"]
-        opt.zero_grad(set_to_none=True)
+        d_opt.zero_grad(set_to_none=True)
         loss_d.backward()
-        opt.step()
+        d_opt.step()
         for p in d_params:
             p.requires_grad_(False)
             p.grad = None
-        gen_opt_holder["d_loss"] = float(loss_d.detach())
         ms = ((fake[:h] - fake[h:]).abs().mean((1, 2, 3)) / (z[:h] - z[h:]).abs().mean(1)).mean()
         return g_loss(model.critic(noisy(fake), cf)) + GAN_MS / (ms + 1e-5)
 
@@ -121,7 +124,7 @@ def _build(cfg: GenerateConfig, channels: int, cond_dim: int) -> CVAE | CondGAN:
 def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
                  progress: bool = True) -> dict:
     """Train a conditional generator and score it; returns the content of metrics.json."""
-    cfg, out = config, Path(out)
+    cfg, out = absolute_paths(config), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = gd.load_data(cfg, out, progress)
     kind = gd.metric_kind(cfg, data)
@@ -168,10 +171,11 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
                 return 0.0
             logits, mu, logvar = mdl(vx, vc)
             return -float(cvae_loss(logits, vx, mu, logvar, 1.0))
-        tc = cfg.train
+        tc, extra = cfg.train, None
     else:
         betas = cfg.train.betas or GAN_BETAS
-        step = _gan_step({"lr": cfg.train.lr, "betas": betas})
+        extra = {"disc": discriminator_optimizer(model, cfg.train.lr, betas)}
+        step = _gan_step(extra["disc"])
         counter = {"n": 0}
 
         def validate(mdl: CondGAN) -> float:
@@ -181,7 +185,8 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
         tc = cfg.train.model_copy(update={"patience": cfg.train.epochs, "betas": betas})
     tc = tc.model_copy(update={"progress": cfg.train.progress and progress})
     res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
-                   desc=f"fit {cfg.model}")
+                   desc=f"fit {cfg.model}", generator=gen, threads=cfg.threads,
+                   extra_optimizers=extra)
     model.eval()
     if cfg.model == "gan":
         spectral_norm_discriminator(model, False)
@@ -201,14 +206,12 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
 
 
 def _save(out: Path, cfg: GenerateConfig, model, data: "gd.GenData") -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    doc = {"task": "generate", "spec": model.spec, "condition": cfg.condition,
-           "encoder": data.encoder_name, "encoder_id": data.encoder_id,
-           "manifest": str(cfg.manifest), "config": json.loads(cfg.model_dump_json())}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+    run = RunFolder(out)
+    run.save_weights(model.state_dict())
+    write_splits(out / "splits.csv", data.ids, data.splits)
+    run.write_config("generate", json.loads(cfg.model_dump_json()),
+                     {cfg.condition: {"name": data.encoder_name, "id": data.encoder_id}},
+                     model=model.spec, condition=cfg.condition)
 
 
 @dataclass
@@ -222,16 +225,15 @@ class LoadedGenerator:
         if self._encoder is None:
             from polymodal.features.encoders import build_encoder
 
-            self._encoder = build_encoder(self.doc["encoder"], modality=self.doc["condition"])
+            cond = self.doc["condition"]
+            self._encoder = build_encoder(self.doc["encoders"][cond]["name"], modality=cond)
         return self._encoder
 
 
 def load_generator(run: str | Path) -> LoadedGenerator:
     """Load a run folder written by `fit_generate`."""
-    from polymodal.core.runfolder import read_run
-
-    run, doc, state = read_run(run, "generate", "generation run")
-    model = build_generator(doc["spec"])
+    run, doc, state = read_run(run, "generate")
+    model = build_generator(doc.get("model") or doc["spec"])
     model.load_state_dict(state)
     return LoadedGenerator(run, doc, model.eval())
 

@@ -2,7 +2,6 @@
 split, and which query/target vectors count as relevant to each other."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,12 +9,7 @@ import numpy as np
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
 from polymodal.core.errors import UsageError
-
-
-def hash_split(ids: list[str], val: float = 0.1, test: float = 0.1) -> np.ndarray:
-    """Deterministic train/val/test split from a hash of each id (for manifests without one)."""
-    u = np.array([int(hashlib.md5(i.encode()).hexdigest()[:8], 16) / 2**32 for i in ids])
-    return np.where(u < test, "test", np.where(u < test + val, "val", "train"))
+from polymodal.core.splits import assign_splits
 
 
 @dataclass
@@ -38,9 +32,13 @@ class PairedData:
     split: np.ndarray  # [N] "train" / "val" / "test"
     groups: np.ndarray  # [N] int: rows with the same group count as relevant to each other
     ids: list[str]
+    paired: np.ndarray | None = None  # [N] bool: the row has both modalities
 
     def side_split(self, side: Side, name: str) -> Side:
-        return side.select(self.split == name)
+        """The vectors of one split, from rows that have both modalities (a row with only one
+        side has no answer to be scored against under 'row' relevance)."""
+        keep = self.split == name
+        return side.select(keep if self.paired is None else keep & self.paired)
 
     def pairs(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Index pairs (query vector i, target vector j) of the same row within a split."""
@@ -80,8 +78,9 @@ def load_pairs(features: FeatureSet, manifest: Manifest, query: str, target: str
     recs = manifest.records
     if [r.id for r in recs] != features.ids:
         raise UsageError("the feature folder does not match the manifest (ids differ); re-encode")
-    splits = [r.split for r in recs]
-    split = np.array(splits) if all(splits) else hash_split(features.ids)
+    usable = np.zeros(len(recs), bool)  # rows with both modalities: the ones that can pair
+    usable[np.intersect1d(sides[0].rows, sides[1].rows)] = True
+    split = assign_splits([r.split for r in recs], features.ids, usable)
     if relevance == "row":
         groups = np.arange(len(recs))
     else:
@@ -92,4 +91,29 @@ def load_pairs(features: FeatureSet, manifest: Manifest, query: str, target: str
         codes: dict = {}
         groups = np.array([codes.setdefault(("v", v) if v is not None else ("row", i), len(codes))
                            for i, v in enumerate(vals)])
-    return PairedData(sides[0], sides[1], split, groups, features.ids)
+    return PairedData(sides[0], sides[1], split, groups, features.ids, usable)
+
+
+def check_pairs(manifest: Manifest, query: str, target: str, relevance: str = "row") -> None:
+    """Everything about the manifest that can fail, checked before any encoding: both
+    modalities have a column, the relevance column exists, and the shared split policy leaves
+    at least 2 training pairs and 1 test pair among rows that have both cells."""
+    if query == target:
+        raise UsageError(f"query and target modality are both '{query}'")
+    for m in (query, target):
+        if m not in manifest.modalities:
+            raise UsageError(f"{manifest.path}: no '{m}' column (it has "
+                             f"{', '.join(manifest.modalities) or 'no modality column'})")
+    recs = manifest.records
+    if relevance != "row":
+        vals = [r.label if relevance == "label" else r.extra.get(relevance) for r in recs]
+        if all(v is None for v in vals):
+            raise UsageError(f"--relevance {relevance}: {manifest.path} has no such column (or "
+                             "it is empty); use 'row', 'label' or an extra column")
+    both = np.array([r.get(query) is not None and r.get(target) is not None for r in recs], bool)
+    split = assign_splits([r.split for r in recs], [r.id for r in recs], both)
+    for name, need in (("train", 2), ("test", 1)):
+        n = int(((split == name) & both).sum())
+        if n < need:
+            raise UsageError(f"{manifest.path}: {n} {name} rows with both {query} and {target} "
+                             f"(need {need}; see the split column)")

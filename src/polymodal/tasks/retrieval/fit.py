@@ -17,73 +17,29 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import BaseModel, Field
 from torch import nn
 
-from polymodal.nn.heads import build_head
-from polymodal.objectives.losses import LOSSES, PAIR_ID_LOSSES, loss_params
-from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.nn.dual_encoder import AlignModel
+from polymodal.objectives.losses import LOSSES, loss_params
+from polymodal.objectives.registry import ALIGNMENTS
+from polymodal.core.atomic import atomic_write_text
 from polymodal.features.cache.features import FeatureSet
+from polymodal.core.runfolder import RunFolder, absolute_paths
+from polymodal.core.splits import write_splits
 from polymodal.data.manifest import read_manifest
 from polymodal.features.encoders import DEFAULT_ENCODERS
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.features.encode import encode_manifest
-from polymodal.tasks.retrieval.data import PairedData, Side, load_pairs
+from polymodal.tasks.retrieval.data import PairedData, Side, check_pairs, load_pairs
 from polymodal.tasks.retrieval.config import RetrievalConfig
 from polymodal.train.config import TrainConfig
 from polymodal.train.loop import fit_loop, seed_everything
 
 Modality = Literal["text", "image", "audio"]
 ALIGNERS = ("dcca", "autoencoder")  # fitted by their own .fit, wrapped as the model's aligner
-METHODS = tuple(LOSSES) + ("cca",) + ALIGNERS
+METHODS = tuple(ALIGNMENTS.names())
 REGRESSION = ("mse", "cosine")
-
-
-def _build_aligner(spec: dict) -> nn.Module:
-    from polymodal.nn.autoencoder import MultimodalAutoencoder
-    from polymodal.objectives.cca import DeepCCA
-
-    kw = {k: v for k, v in spec.items() if k != "kind"}
-    return DeepCCA(**kw) if spec["kind"] == "dcca" else MultimodalAutoencoder(**kw)
-
-
-class AlignModel(nn.Module):
-    """Two projection heads into one space (+ learnable loss scalars). Inputs are centred with
-    the training means. A head spec ``{"kind": "identity"}`` keeps that side's features; a spec
-    ``"aligner"`` (deep CCA or autoencoder) maps both sides instead of the heads."""
-
-    def __init__(self, specs: dict[str, dict], means: dict[str, torch.Tensor],
-                 scalars: dict[str, float]):
-        super().__init__()
-        self.specs = specs
-        self.heads = nn.ModuleDict({s: (nn.Identity() if sp["kind"] == "identity" else
-                                        build_head(**sp)) for s, sp in specs.items()
-                                    if s in ("query", "target")})
-        self.aligner = _build_aligner(specs["aligner"]) if "aligner" in specs else None
-        for s, m in means.items():
-            self.register_buffer(f"mean_{s}", m.float())
-        self.scalars = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v)))
-                                         for k, v in scalars.items()})
-
-    def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        """L2-normalised shared-space vectors for ``side`` ("query" or "target")."""
-        if isinstance(self.aligner, nn.Module) and self.specs["aligner"]["kind"] == "dcca":
-            fn = self.aligner.transform_x if side == "query" else self.aligner.transform_y
-            return F.normalize(torch.from_numpy(np.asarray(fn(x.numpy()), np.float32)), dim=-1)
-        if self.aligner is not None:
-            return self.aligner.embed(x, side)
-        y = self.heads[side](x - getattr(self, f"mean_{side}"))
-        return F.normalize(y, dim=-1)
-
-    def embed_numpy(self, x: np.ndarray, side: str, batch: int = 8192) -> np.ndarray:
-        self.eval()
-        outs = []
-        with torch.inference_mode():
-            for s in range(0, len(x), batch):
-                outs.append(self.embed(torch.from_numpy(np.asarray(x[s:s + batch], np.float32)),
-                                       side).numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
 
 
 def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
@@ -117,17 +73,20 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
 
 
 def _loss_fn(cfg: RetrievalConfig):
-    fn = LOSSES[cfg.loss]
+    """One training step's loss; ``margin`` and ``pair_ids`` go to the losses whose signature
+    takes them (`polymodal.objectives.registry`)."""
+    from polymodal.objectives.registry import ALIGNMENTS
+
+    accepts = set(ALIGNMENTS.options(cfg.loss))
+    fixed = {"margin": cfg.margin} if "margin" in accepts else {}
 
     def step(model: AlignModel, batch) -> torch.Tensor:
         q, t, g = batch
         a, b = model.embed(q, "query"), model.embed(t, "target")
-        kw = {k: v for k, v in model.scalars.items()}
-        if cfg.loss in PAIR_ID_LOSSES:
+        kw = {**fixed, **dict(model.scalars.items())}
+        if "pair_ids" in accepts:
             kw["pair_ids"] = g
-        if cfg.loss.startswith("triplet") or cfg.loss == "contrastive":
-            kw["margin"] = cfg.margin
-        return fn(a, b, **kw)
+        return ALIGNMENTS.build(cfg.loss, a, b, **kw)
     return step
 
 
@@ -161,19 +120,26 @@ def _fit_cca(model: AlignModel, data: PairedData, cfg: RetrievalConfig) -> None:
             lin.bias.zero_()
 
 
-def _fit_aligner(model: AlignModel, data: PairedData, cfg: RetrievalConfig) -> dict:
-    """Deep CCA / autoencoder: fitted by their own ``fit`` on the training pairs."""
+def _fit_aligner(model: AlignModel, data: PairedData, cfg: RetrievalConfig, out: Path,
+                 resume: bool = False) -> dict:
+    """Deep CCA / autoencoder: their own ``fit`` (through `fit_loop`: progress, RUN/train_log.csv,
+    checkpoint / resume, early stopping on their validation score) on the training pairs, with
+    the val pairs for validation (deep CCA: total canonical correlation; autoencoder: minus its
+    loss)."""
     qi, tj = data.pairs("train")
+    qv, tv = data.pairs("val")
     X, Y = data.query.x[qi], data.target.x[tj]
-    t0 = time.perf_counter()
-    tc = cfg.train
+    Xv, Yv = data.query.x[qv], data.target.x[tv]
+    kw = {"batch_size": cfg.batch_size, "run_dir": out, "resume": resume,
+          "desc": f"fit {cfg.query}->{cfg.target} ({cfg.loss})"}
     if cfg.loss == "dcca":
-        model.aligner.fit(X, Y, epochs=tc.epochs, batch_size=cfg.batch_size, lr=tc.lr,
-                          seed=tc.seed)
+        model.aligner.fit(X, Y, cfg.train, val=(Xv, Yv) if len(qv) else None, **kw)
     else:
-        model.aligner.fit({"query": X, "target": Y}, epochs=tc.epochs,
-                          batch_size=cfg.batch_size, lr=tc.lr, seed=tc.seed)
-    return {"epochs_run": tc.epochs, "train_seconds": round(time.perf_counter() - t0, 2)}
+        model.aligner.fit({"query": X, "target": Y}, cfg.train,
+                          val={"query": Xv, "target": Yv} if len(qv) > 1 else None, **kw)
+    res = model.aligner.train_result_
+    return {"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+            "val_score": res.best_score, "train_seconds": round(res.seconds, 2)}
 
 
 def baselines(data: PairedData, names: tuple[str, str]) -> dict[str, dict]:
@@ -201,6 +167,15 @@ def _metrics(sim: np.ndarray, rel: np.ndarray) -> dict[str, float]:
     return retrieval_metrics(sim, rel)
 
 
+def run_encoders(cfg: RetrievalConfig) -> dict[str, str]:
+    """The encoder of each side: ``cfg.encoders`` overrides only the modality it names, the other
+    side keeps its default. Naming a modality the run does not align is an error."""
+    extra = sorted(set(cfg.encoders) - {cfg.query, cfg.target})
+    if extra:
+        raise UsageError(f"--encoder {extra[0]}=…: this run aligns {cfg.query} and {cfg.target}")
+    return {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in (cfg.query, cfg.target)}
+
+
 def load_encoded(cfg: RetrievalConfig) -> FeatureSet:
     """The pre-encoded folder ``cfg.features``; its encoders must be the ones ``cfg`` asks for
     (the run records them so that ``search`` encodes queries the same way)."""
@@ -219,38 +194,36 @@ def load_encoded(cfg: RetrievalConfig) -> FeatureSet:
 def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False,
                   with_baselines: bool = True, progress: bool = True) -> dict:
     """Train, evaluate and index; returns ``{"metrics":…, "baselines":…, "seconds":…}``."""
-    cfg = config
+    cfg = absolute_paths(config)
     if cfg.loss not in METHODS:
         raise UsageError(f"unknown loss '{cfg.loss}'; choose one of {', '.join(METHODS)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
+    check_pairs(manifest, cfg.query, cfg.target, cfg.relevance)  # before any encoding
+    encoders = run_encoders(cfg)
+    out.mkdir(parents=True, exist_ok=True)
     if cfg.features:
         feats = load_encoded(cfg)
     else:
-        feats = encode_manifest(manifest, out / "features", encoders=cfg.encoders or None,
+        feats = encode_manifest(manifest, out / "features", encoders=encoders,
                                 cache_dir=cfg.cache_dir, progress=progress).features
     data = load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance)
     names = (cfg.query, cfg.target)
     qi, tj = data.pairs("train")
     if len(qi) < 2:
         raise PolymodalError(f"{manifest.path}: fewer than 2 training pairs with both "
-                             f"{cfg.query} and {cfg.target}")
-    if "val" not in set(data.split[data.query.rows]):  # carve a validation split from train
-        rng = np.random.default_rng(cfg.train.seed)
-        train_rows = np.flatnonzero(data.split == "train")
-        data.split[rng.choice(train_rows, max(1, len(train_rows) // 10), replace=False)] = "val"
-        qi, tj = data.pairs("train")
+                             f"{cfg.query} and {cfg.target} (after encoding)")
     if "test" not in set(data.split[data.query.rows]):
         raise PolymodalError(f"{manifest.path}: no test rows with {cfg.query} (add a split column)")
+    write_splits(out / "splits.csv", data.ids, data.split)
     gen = seed_everything(cfg.train.seed)
     model = _build_model(cfg, data)
     train_info: dict = {}
     if cfg.loss == "cca":
         _fit_cca(model, data, cfg)
     elif cfg.loss in ALIGNERS:
-        train_info = _fit_aligner(model, data, cfg)
+        train_info = _fit_aligner(model, data, cfg, out, resume)
     else:
         qx, tx = torch.from_numpy(data.query.x), torch.from_numpy(data.target.x)
         groups = torch.from_numpy(data.groups)
@@ -269,14 +242,15 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
             return _metrics(qe @ te.T, vrel)["R@10"]
 
         res = fit_loop(model, _loss_fn(cfg), batches, validate, cfg.train, run_dir=out,
-                       resume=resume, desc=f"fit {cfg.query}->{cfg.target} ({cfg.loss})")
+                       resume=resume, desc=f"fit {cfg.query}->{cfg.target} ({cfg.loss})",
+                       generator=gen)
         train_info = {"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
                       "val_R@10": res.best_score, "train_seconds": round(res.seconds, 2)}
     q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
     qe, te = similarity(model, q, t)
     metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
     base = baselines(data, names) if with_baselines else {}
-    save_run(out, cfg, model, data)
+    save_run(out, cfg, model, data, feats)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     if base:
         atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
@@ -286,18 +260,17 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     return {"metrics": metrics, "baselines": base, **info}
 
 
-def save_run(out: Path, cfg: RetrievalConfig, model: AlignModel, data: PairedData) -> None:
+def save_run(out: Path, cfg: RetrievalConfig, model: AlignModel, data: PairedData,
+             feats: FeatureSet) -> None:
     """Weights (safetensors), config, head specs and an index of every target vector."""
-    from safetensors.torch import save_file
-
     from polymodal.index import build_index
 
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    doc = {"task": "retrieval", "config": json.loads(cfg.model_dump_json()),
-           "heads": model.specs, "scalars": list(model.scalars.keys()),
-           "encoders": {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in (cfg.query, cfg.target)}}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+    run = RunFolder(out)
+    run.save_weights(model.state_dict())
+    encoders = {m: {"name": feats.meta["modalities"][m]["name"], "id": feats.encoder_id(m)}
+                for m in (cfg.query, cfg.target)}
+    run.write_config("retrieval", json.loads(cfg.model_dump_json()), encoders,
+                     model={"heads": model.specs, "scalars": list(model.scalars.keys())})
     te = model.embed_numpy(data.target.x, "target")
     counts = np.bincount(data.target.rows, minlength=len(data.ids))
     seen: dict[int, int] = {}

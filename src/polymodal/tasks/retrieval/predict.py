@@ -3,17 +3,19 @@ on a manifest, draw a grid of hits."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, Record, read_manifest
 from polymodal.features.encoders import Encoder, build_encoder
+from polymodal.features.encoders.base import is_single, warm_up
+from polymodal.core.runfolder import RunFolder
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.tasks.retrieval.config import RetrievalConfig
 from polymodal.tasks.retrieval.fit import AlignModel, evaluate_sides
@@ -41,6 +43,7 @@ class RetrievalRun:
     model: AlignModel
     encoders: dict[str, str]
     index: Any
+    encoder_ids: dict[str, str] | None = None
     _manifest: Manifest | None = None
     _enc: dict[str, Encoder] | None = None
 
@@ -53,46 +56,40 @@ class RetrievalRun:
     def encoder(self, modality: str) -> Encoder:
         self._enc = self._enc or {}
         if modality not in self._enc:
-            self._enc[modality] = build_encoder(self.encoders[modality], modality=modality)
+            enc = build_encoder(self.encoders[modality], modality=modality)
+            want = (self.encoder_ids or {}).get(modality)
+            if want and want != self.encoders[modality] and enc.id != want:
+                raise PolymodalError(f"{self.root}: {modality} was encoded with '{want}' but this "
+                                     f"polymodal builds '{enc.id}'; re-fit the run")
+            self._enc[modality] = enc
         return self._enc[modality]
 
 
 def load_run(root: str | Path) -> RetrievalRun:
-    """Load a retrieval run folder; a clear error when it is missing or corrupt."""
-    from safetensors.torch import load_file
-
+    """Load a retrieval run folder (`RunFolder`); a clear error when it is missing or corrupt."""
+    from polymodal.core.config import validate_config
     from polymodal.index import load_index
 
-    root = Path(root)
-    if root.is_file():
-        raise PolymodalError(f"{root}: is a file, not a run folder")
-    if not root.is_dir():
-        raise PolymodalError(f"{root}: run folder not found")
-    cfg_path = root / "config.yaml"
+    rf = RunFolder.open(root, "retrieval")
+    doc = rf.doc
+    spec = doc.get("model") or {"heads": doc.get("heads"), "scalars": doc.get("scalars")}
+    if not isinstance(spec.get("heads"), dict) or not isinstance(spec.get("scalars"), list):
+        raise PolymodalError(f"{rf.file('config.yaml')}: corrupt run config (no model heads)")
+    cfg = validate_config(RetrievalConfig, rf.config, f"run config {rf.file('config.yaml')}")
+    state = rf.load_weights()
     try:
-        doc = yaml.safe_load(cfg_path.read_text())
-        cfg = RetrievalConfig.model_validate(doc["config"])
-        heads, scalars, encoders = doc["heads"], doc["scalars"], doc["encoders"]
-    except FileNotFoundError:
-        raise PolymodalError(f"{root}: not a retrieval run (no config.yaml)") from None
-    except Exception as e:
-        raise PolymodalError(f"{cfg_path}: corrupt run config "
-                             f"({type(e).__name__}: {_one_line(e)})") from None
-    if doc.get("task") != "retrieval":
-        raise PolymodalError(f"{root}: a '{doc.get('task')}' run, not a retrieval run")
-    try:
-        state = load_file(str(root / "model.safetensors"))
         means = {s: state[f"mean_{s}"] for s in ("query", "target")}
-        model = AlignModel(heads, means, {k: 0.0 for k in scalars})
+        model = AlignModel(spec["heads"], means, {k: 0.0 for k in spec["scalars"]})
         model.load_state_dict(state)
-    except FileNotFoundError:
-        raise PolymodalError(f"{root}: model.safetensors is missing") from None
     except Exception as e:
-        raise PolymodalError(f"{root / 'model.safetensors'}: corrupt weights or a config.yaml "
+        raise PolymodalError(f"{rf.file('model.safetensors')}: corrupt weights or a config.yaml "
                              f"that does not match them ({type(e).__name__}: {_one_line(e)})"
                              ) from None
     model.eval()
-    return RetrievalRun(root, cfg, model, encoders, load_index(root / "index"))
+    enc = rf.encoders
+    return RetrievalRun(rf.root, cfg, model, {m: e["name"] for m, e in enc.items()},
+                        load_index(rf.file("index")),
+                        encoder_ids={m: e["id"] for m, e in enc.items()})
 
 
 def _one_line(e: BaseException, limit: int = 200) -> str:
@@ -102,25 +99,9 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
 
 
 def embed_query(run: RetrievalRun, modality: str, item: Any) -> np.ndarray:
-    """Shared-space vector of one query item (text, or a path to an image / audio file)."""
-    cfg = run.config
-    if modality == cfg.query:
-        side = "query"
-    elif modality == cfg.target:
-        side = "target"
-    else:
-        raise UsageError(f"this run aligns {cfg.query} and {cfg.target}; cannot search with "
-                         f"{modality}")
-    if modality == "text":
-        if not isinstance(item, str) or not item.strip():
-            raise UsageError("empty text query")
-    enc = run.encoder(modality)
-    try:
-        x = enc.encode([item]).float()
-    except DecodeError as e:
-        raise PolymodalError(f"query {modality} {e.path}: {e.reason}") from None
-    with torch.inference_mode():
-        return run.model.embed(x, side).numpy()
+    """Shared-space vector ``[1, d]`` of one query item (text, or a path to an image / audio
+    file); `Retriever.embed` for many."""
+    return Retriever(run).embed([item], modality)
 
 
 def _hit_fields(rec: Record | None, modality: str) -> tuple[str | None, str | None]:
@@ -133,31 +114,13 @@ def _hit_fields(rec: Record | None, modality: str) -> tuple[str | None, str | No
 
 def search_run(run: RetrievalRun, *, text: str | None = None, image: str | None = None,
                audio: str | None = None, k: int = 5) -> list[Hit]:
-    """Top-k targets for one query."""
+    """Top-k targets for one query (`Retriever.search` for many)."""
     given = [(m, v) for m, v in (("text", text), ("image", image), ("audio", audio))
              if v is not None]
     if len(given) != 1:
         raise UsageError("give exactly one query: --text, --image or --audio")
-    n = len(run.index)
-    if k <= 0 or k > n:
-        raise UsageError(f"k={k} must be between 1 and the index size {n}")
     modality, item = given[0]
-    if modality not in (run.config.query, run.config.target):
-        raise UsageError(f"this run aligns {run.config.query} and {run.config.target}; cannot "
-                         f"search with {modality}")
-    if modality == "text" and not str(item).strip():
-        raise UsageError("empty text query")
-    if modality != "text" and not Path(item).is_file():
-        raise UsageError(f"query {modality} file not found: {item}")
-    q = embed_query(run, modality, item)
-    scores, ids = run.index.search(q, k)
-    by_id = {r.id: r for r in run.manifest.records}
-    hits = []
-    for rank, (s, i) in enumerate(zip(scores[0], ids[0]), 1):
-        row_id = str(i).rsplit("#", 1)[0] if str(i) not in by_id else str(i)
-        path, txt = _hit_fields(by_id.get(row_id), run.config.target)
-        hits.append(Hit(rank, str(i), float(s), row_id, path, txt))
-    return hits
+    return Retriever(run).search(item, k, modality)
 
 
 def run_features(run: RetrievalRun, m: Manifest, modalities: tuple[str, ...], own: bool,
@@ -239,3 +202,132 @@ def _wrap(s: str, width: int) -> str:
 
 def hits_json(hits: list[Hit]) -> str:
     return json.dumps([h.to_dict() for h in hits], indent=1)
+
+
+class Retriever:
+    """A fitted retrieval run as one object (what ``polymodal.load(RUN)`` returns for one):
+    ``search`` (many queries encoded in one batch, one index call), ``embed`` (shared-space
+    vectors) and ``evaluate``. Queries are texts or image / audio paths of the modality given
+    or, by default, of the run's query side."""
+
+    def __init__(self, run: RetrievalRun):
+        self.run = run
+        self._by_id: dict[str, Record] | None = None
+
+    @classmethod
+    def load(cls, root: str | Path) -> "Retriever":
+        return cls(load_run(root))
+
+    @property
+    def root(self) -> Path:
+        return self.run.root
+
+    @property
+    def config(self) -> RetrievalConfig:
+        return self.run.config
+
+    @property
+    def modalities(self) -> list[str]:
+        """The aligned modalities: query side first."""
+        return list(dict.fromkeys((self.config.query, self.config.target)))
+
+    def __len__(self) -> int:
+        return len(self.run.index)
+
+    @property
+    def by_id(self) -> dict[str, Record]:
+        if self._by_id is None:
+            self._by_id = {r.id: r for r in self.run.manifest.records}
+        return self._by_id
+
+    def warm_up(self) -> None:
+        """Load and warm up the encoders now instead of on the first query."""
+        for m in self.modalities:
+            warm_up(self.run.encoder(m))
+
+    def check_k(self, k: int) -> None:
+        if k <= 0 or k > len(self):
+            raise UsageError(f"k={k} must be between 1 and the index size {len(self)}")
+
+    def check(self, query: Any, modality: str | None = None) -> str:
+        """The modality of ``query`` after the checks that need no encoding (a `UsageError`
+        for a modality the run does not align, an empty text, a file that does not exist)."""
+        cfg = self.config
+        modality = modality or cfg.query
+        if modality not in (cfg.query, cfg.target):
+            raise UsageError(f"this run aligns {cfg.query} and {cfg.target}; cannot search with "
+                             f"{modality}")
+        if not isinstance(query, (str, os.PathLike)) or not str(query).strip():
+            raise UsageError(f"empty {modality} query")
+        if modality != "text" and not Path(query).is_file():
+            raise UsageError(f"query {modality} file not found: {query}")
+        return modality
+
+    def embed(self, items: Any, modality: str | None = None) -> np.ndarray:
+        """Shared-space vectors: one item -> ``[d]``, a list -> ``[N, d]`` (one batch)."""
+        single = is_single(items)
+        batch = [items] if single else list(items)
+        if not batch:
+            raise UsageError("no queries given")
+        modality = [self.check(q, modality) for q in batch][0]
+        try:
+            x = self.run.encoder(modality).encode([str(q) for q in batch]).float()
+        except DecodeError as e:
+            raise PolymodalError(f"query {modality} {e.path}: {e.reason}") from None
+        side = "query" if modality == self.config.query else "target"
+        with torch.inference_mode():
+            v = self.run.model.embed(x, side).numpy()
+        return v[0] if single else v
+
+    def search(self, queries: Any, k: int = 5, modality: str | None = None
+               ) -> list[Hit] | list[list[Hit]]:
+        """Top-``k`` targets: one query -> its hits, a list -> one hit list per query (encoded
+        in one batch and searched in one index call)."""
+        self.check_k(k)
+        single = is_single(queries)
+        batch = [queries] if single else list(queries)
+        if not batch:
+            return []
+        scores, ids = self.run.index.search(self.embed(batch, modality), k)
+        hits = [[self.hit(rank, float(s), str(i)) for rank, (s, i) in
+                 enumerate(zip(scores[j], ids[j]), 1)] for j in range(len(batch))]
+        return hits[0] if single else hits
+
+    def hit(self, rank: int, score: float, vector_id: str) -> Hit:
+        """A `Hit` for an index vector id (``id#n`` vectors map to manifest row ``id``)."""
+        row_id = vector_id if vector_id in self.by_id else vector_id.rsplit("#", 1)[0]
+        path, text = _hit_fields(self.by_id.get(row_id), self.config.target)
+        return Hit(rank, vector_id, score, row_id, path, text)
+
+    def target_file(self, row_id: str) -> Path | None:
+        """The indexed file of manifest row ``row_id`` (None for texts and unknown ids)."""
+        rec = self.by_id.get(row_id)
+        item = rec.get(self.config.target) if rec is not None else None
+        if item is None or isinstance(item, list) or not Path(item).is_file():
+            return None
+        return Path(item)
+
+    def evaluate(self, manifest: str | Path | None = None, split: str | None = "test",
+                 progress: bool = False) -> dict:
+        """`eval_run`: recall@k / mAP / … on a manifest split (default: the run's own test
+        split; ``split=None`` or ``"all"``: every row)."""
+        return eval_run(self.run, manifest, None if split == "all" else split, progress)
+
+
+def read_queries(path: str | Path, modality: str = "text") -> list[str]:
+    """Queries from a text file, one per non-blank line. For image / audio queries a line is a
+    file path; relative paths resolve against the file's folder, as in manifests."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"queries file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read the queries ({_one_line(e)})") from None
+    queries = [ln.strip() for ln in lines if ln.strip()]
+    if not queries:
+        raise UsageError(f"{path}: no queries (one per line)")
+    if modality != "text":
+        queries = [q if Path(q).expanduser().is_absolute() else str(path.parent / q)
+                   for q in queries]
+    return queries

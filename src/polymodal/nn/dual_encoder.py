@@ -1,0 +1,56 @@
+"""The dual encoder of retrieval: one projection head per side into one shared space (or a deep
+CCA / autoencoder aligner that maps both sides), plus the loss's learnable scalars."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polymodal.nn.heads import build_head
+
+
+def _build_aligner(spec: dict) -> nn.Module:
+    from polymodal.nn.autoencoder import MultimodalAutoencoder
+    from polymodal.objectives.cca import DeepCCA
+
+    kw = {k: v for k, v in spec.items() if k != "kind"}
+    return DeepCCA(**kw) if spec["kind"] == "dcca" else MultimodalAutoencoder(**kw)
+
+
+class AlignModel(nn.Module):
+    """Two projection heads into one space (+ learnable loss scalars). Inputs are centred with
+    the training means. A head spec ``{"kind": "identity"}`` keeps that side's features; a spec
+    ``"aligner"`` (deep CCA or autoencoder) maps both sides instead of the heads."""
+
+    def __init__(self, specs: dict[str, dict], means: dict[str, torch.Tensor],
+                 scalars: dict[str, float]):
+        super().__init__()
+        self.specs = specs
+        self.heads = nn.ModuleDict({s: (nn.Identity() if sp["kind"] == "identity" else
+                                        build_head(**sp)) for s, sp in specs.items()
+                                    if s in ("query", "target")})
+        self.aligner = _build_aligner(specs["aligner"]) if "aligner" in specs else None
+        for s, m in means.items():
+            self.register_buffer(f"mean_{s}", m.float())
+        self.scalars = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v)))
+                                         for k, v in scalars.items()})
+
+    def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """L2-normalised shared-space vectors for ``side`` ("query" or "target")."""
+        if isinstance(self.aligner, nn.Module) and self.specs["aligner"]["kind"] == "dcca":
+            fn = self.aligner.transform_x if side == "query" else self.aligner.transform_y
+            return F.normalize(torch.from_numpy(np.asarray(fn(x.numpy()), np.float32)), dim=-1)
+        if self.aligner is not None:
+            return self.aligner.embed(x, side)
+        y = self.heads[side](x - getattr(self, f"mean_{side}"))
+        return F.normalize(y, dim=-1)
+
+    def embed_numpy(self, x: np.ndarray, side: str, batch: int = 8192) -> np.ndarray:
+        self.eval()
+        outs = []
+        with torch.inference_mode():
+            for s in range(0, len(x), batch):
+                outs.append(self.embed(torch.from_numpy(np.asarray(x[s:s + batch], np.float32)),
+                                       side).numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
