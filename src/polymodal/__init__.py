@@ -13,8 +13,7 @@ The public API is small and imported lazily (``import polymodal`` loads no torch
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,23 +25,18 @@ _EXPORTS = {
     "ENCODERS": "polymodal.features.encoders",
     "encode_manifest": "polymodal.features.encode",
     "FeatureSet": "polymodal.features.cache.features",
-    "RetrievalConfig": "polymodal.tasks.retrieval.fit",
+    "RetrievalConfig": "polymodal.tasks.retrieval.config",
     "fit_retrieval": "polymodal.tasks.retrieval.fit",
     "load_run": "polymodal.tasks.retrieval.predict",
     "search_run": "polymodal.tasks.retrieval.predict",
     "build_fusion": "polymodal.nn.fusion",
     "build_index": "polymodal.index",
     "load_index": "polymodal.index",
-    "TrainConfig": "polymodal.train.loop",
+    "TrainConfig": "polymodal.train.config",
     "PolymodalError": "polymodal.core.errors",
     "load": "polymodal.tasks.api",
     "encode": "polymodal.features.encode",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__ = __all__ + ["__version__"]

@@ -33,7 +33,7 @@ def test_spec_rebuilds_same_architecture():
 def test_head_errors():
     with pytest.raises(UsageError, match="unknown head 'conv'"):
         build_head("conv", 3, 2)
-    with pytest.raises(UsageError, match="bad option"):
+    with pytest.raises(UsageError, match="unknown option .hidden. for head .linear."):
         build_head("linear", 3, 2, hidden=4)
     with pytest.raises(UsageError, match="dropout"):
         MLPHead(3, 2, dropout=1.5)

@@ -1,8 +1,7 @@
 """Pure metric functions, chance levels and simple baselines. Imported lazily."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     'retrieval_metrics': 'polymodal.metrics.scores',
@@ -20,10 +19,4 @@ _EXPORTS = {
     'CCAMap': 'polymodal.metrics.baselines',
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -2,8 +2,7 @@
 (dual encoder, fused classifier, autoencoder, captioners, generators). Imported lazily."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     'LinearHead': 'polymodal.nn.heads',
@@ -15,10 +14,4 @@ _EXPORTS = {
     'FUSIONS': 'polymodal.nn.fusion',
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,11 +11,10 @@ from polymodal.nn.heads import build_head
 
 
 def _build_aligner(spec: dict) -> nn.Module:
-    from polymodal.nn.autoencoder import MultimodalAutoencoder
-    from polymodal.objectives.cca import DeepCCA
+    """A deep CCA or autoencoder aligner by its registry name (`objectives.registry`)."""
+    from polymodal.objectives.registry import ALIGNMENTS
 
-    kw = {k: v for k, v in spec.items() if k != "kind"}
-    return DeepCCA(**kw) if spec["kind"] == "dcca" else MultimodalAutoencoder(**kw)
+    return ALIGNMENTS.build(spec["kind"], **{k: v for k, v in spec.items() if k != "kind"})
 
 
 class AlignModel(nn.Module):
@@ -38,10 +37,7 @@ class AlignModel(nn.Module):
 
     def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """L2-normalised shared-space vectors for ``side`` ("query" or "target")."""
-        if isinstance(self.aligner, nn.Module) and self.specs["aligner"]["kind"] == "dcca":
-            fn = self.aligner.transform_x if side == "query" else self.aligner.transform_y
-            return F.normalize(torch.from_numpy(np.asarray(fn(x.numpy()), np.float32)), dim=-1)
-        if self.aligner is not None:
+        if self.aligner is not None:  # deep CCA / autoencoder: both share this interface
             return self.aligner.embed(x, side)
         y = self.heads[side](x - getattr(self, f"mean_{side}"))
         return F.normalize(y, dim=-1)

@@ -86,8 +86,9 @@ class TransformerCaptioner(nn.Module):
 
 def build_captioner(spec: dict) -> nn.Module:
     """Rebuild a caption decoder from its ``spec`` (as saved in a run's config.yaml)."""
-    kw = {k: v for k, v in spec.items() if k != "kind"}
-    return GRUCaptioner(**kw) if spec["kind"] == "gru" else TransformerCaptioner(**kw)
+    from polymodal.nn.registry import CAPTION_DECODERS
+
+    return CAPTION_DECODERS.build(spec["kind"], **{k: v for k, v in spec.items() if k != "kind"})
 
 
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -308,5 +309,6 @@ def g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def build_generator(spec: dict) -> nn.Module:
     """Rebuild a CVAE / CondGAN from its ``spec``."""
-    kw = {k: v for k, v in spec.items() if k != "kind"}
-    return CVAE(**kw) if spec["kind"] == "cvae" else CondGAN(**kw)
+    from polymodal.nn.registry import GENERATORS
+
+    return GENERATORS.build(spec["kind"], **{k: v for k, v in spec.items() if k != "kind"})

@@ -58,15 +58,10 @@ def _check_dims(in_dim: int, out_dim: int) -> None:
         raise UsageError(f"head dimensions must be >= 1, got in_dim={in_dim}, out_dim={out_dim}")
 
 
-HEADS = {"linear": LinearHead, "mlp": MLPHead}
-
-
 def build_head(kind: str, in_dim: int, out_dim: int, **kw: Any) -> nn.Module:
-    """Build a head by name: ``"linear"`` (``normalize``) or ``"mlp"`` (``hidden``, ``dropout``,
-    ``normalize``)."""
-    if kind not in HEADS:
-        raise UsageError(f"unknown head {kind!r}: choose one of {', '.join(HEADS)}")
-    try:
-        return HEADS[kind](in_dim, out_dim, **kw)
-    except TypeError as exc:
-        raise UsageError(f"bad option for head {kind!r}: {exc}") from None
+    """Build a head by registry name (`polymodal.nn.registry.HEADS`): ``"linear"``
+    (``normalize``) or ``"mlp"`` (``hidden``, ``dropout``, ``normalize``); unknown names and
+    options are one-line `UsageError`s."""
+    from polymodal.nn.registry import HEADS
+
+    return HEADS.build(kind, in_dim, out_dim, **kw)

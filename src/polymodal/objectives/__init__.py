@@ -2,8 +2,7 @@
 Submodules are imported lazily (torch is only loaded when used)."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     'infonce_loss': 'polymodal.objectives.losses',
@@ -12,7 +11,8 @@ _EXPORTS = {
     'contrastive_loss': 'polymodal.objectives.losses',
     'mse_loss': 'polymodal.objectives.losses',
     'cosine_loss': 'polymodal.objectives.losses',
-    'LOSSES': 'polymodal.objectives.losses',
+    'loss_names': 'polymodal.objectives.losses',
+    'ALIGNMENTS': 'polymodal.objectives.registry',
     'LOSS_PARAMS': 'polymodal.objectives.losses',
     'get_loss': 'polymodal.objectives.losses',
     'loss_params': 'polymodal.objectives.losses',
@@ -21,10 +21,4 @@ _EXPORTS = {
     'dcca_loss': 'polymodal.objectives.cca',
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

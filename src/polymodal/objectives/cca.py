@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
@@ -340,3 +341,9 @@ class DeepCCA(nn.Module):
     def transform(self, X: object, Y: object) -> tuple[np.ndarray, np.ndarray]:
         """``(transform_x(X), transform_y(Y))``."""
         return self.transform_x(X), self.transform_y(Y)
+
+    def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """L2-normalised canonical variates of a batch of one side ("query" = X, "target" = Y),
+        the aligner interface `polymodal.nn.dual_encoder.AlignModel` calls."""
+        fn = self.transform_x if side == "query" else self.transform_y
+        return F.normalize(torch.from_numpy(np.asarray(fn(x.numpy()), np.float32)), dim=-1)

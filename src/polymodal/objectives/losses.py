@@ -6,8 +6,9 @@ live in the caller and are passed in, open_clip style. The contrastive losses ac
 ``pair_ids [B]``: rows with equal ids are positives of each other (several captions of the same
 image, the same caption group), so duplicates in a batch are never pushed apart as negatives.
 
-``LOSSES`` maps a name to its function; ``LOSS_PARAMS`` gives the initial values of the learnable
-scalars each loss expects as keyword arguments (``logit_scale``, ``logit_bias``).
+Names live in `polymodal.objectives.registry.ALIGNMENTS` (`get_loss(name)`, `loss_names()`);
+``LOSS_PARAMS`` gives the initial values of the learnable scalars each loss expects as keyword
+arguments (``logit_scale``, ``logit_bias``).
 """
 from __future__ import annotations
 
@@ -172,32 +173,29 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 LossFn = Callable[..., torch.Tensor]
 
-LOSSES: dict[str, LossFn] = {
-    "infonce": infonce_loss,
-    "siglip": siglip_loss,
-    "triplet": triplet_loss,
-    "triplet-semihard": functools.partial(triplet_loss, mining="semihard"),
-    "contrastive": contrastive_loss,
-    "mse": mse_loss,
-    "cosine": cosine_loss,
-}
-
 # Learnable scalars each loss expects as keyword arguments, with their initial values.
 LOSS_PARAMS: dict[str, dict[str, float]] = {
     "infonce": {"logit_scale": math.log(1 / 0.07)},
     "siglip": {"logit_scale": math.log(10.0), "logit_bias": -10.0},
 }
 
-# Losses that accept ``pair_ids`` (multi-positive batches).
-PAIR_ID_LOSSES = frozenset({"infonce", "siglip", "triplet", "triplet-semihard", "contrastive"})
+def loss_names() -> list[str]:
+    """The alignment methods that are loss functions (`polymodal.objectives.registry`)."""
+    from polymodal.objectives.registry import ALIGNMENTS
+
+    return [n for n, _, meta in ALIGNMENTS.rows() if meta.get("kind") in ("loss", "regression")]
 
 
 def get_loss(name: str) -> LossFn:
-    """The loss function called ``name``; a `UsageError` listing the known names otherwise."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise UsageError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}") from None
+    """The loss function called ``name`` (with its registry preset, e.g. semi-hard mining); a
+    `UsageError` listing the known names otherwise."""
+    from polymodal.objectives.registry import ALIGNMENTS
+
+    if name not in loss_names():
+        raise UsageError(f"unknown loss {name!r}: choose one of {', '.join(loss_names())}")
+    preset = ALIGNMENTS.get(name).preset
+    fn = ALIGNMENTS.load(name)
+    return functools.partial(fn, **preset) if preset else fn
 
 
 def loss_params(name: str) -> dict[str, float]:

@@ -7,8 +7,7 @@ this package imports no torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_ENCODERS": "polymodal.features.encoders.registry",
@@ -18,10 +17,4 @@ _EXPORTS = {
     "encode_items": "polymodal.features.encoders.base",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,7 @@
 """Image captioning: config.py (torch-free) · fit.py · predict.py. Imported lazily."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     'CaptionConfig': 'polymodal.tasks.caption.config',
@@ -11,10 +10,4 @@ _EXPORTS = {
     'caption_images': 'polymodal.tasks.caption.fit',
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

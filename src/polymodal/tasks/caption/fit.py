@@ -38,7 +38,7 @@ from polymodal.nn.generative import (BOS, EOS, PAD, SPECIALS, UNK, beam_decode,
                                         build_captioner, caption_loss)
 from polymodal.tasks.caption.config import CaptionConfig
 from polymodal.train.config import TrainConfig
-from polymodal.train.loop import fit_loop, seed_everything
+from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
 
 def build_vocab(captions: Sequence[str], size: int, min_count: int) -> list[str]:
@@ -151,10 +151,15 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
                 progress: bool = True) -> dict:
     """Train a caption decoder and score it against the nearest-neighbour baseline; returns
     the content of metrics.json."""
+    with torch_threads(config.threads):  # restored afterwards, also on error
+        return _fit_caption(config, out, resume, progress)
+
+
+def _fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
+                progress: bool = True) -> dict:
     cfg, out = absolute_paths(config), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_caption_data(cfg, out, progress)
-    torch.set_num_threads(cfg.threads)
     gen = seed_everything(cfg.train.seed)
     tr, va, te = data.rows("train"), data.rows("val"), data.rows("test")
     if len(tr) < 2 or len(te) < 1:
@@ -212,7 +217,7 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
         for i, r, g, b, n in zip(te, refs, greedy, beam, nn)))
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     samples_figure(out / "samples.jsonl", out / "samples.png")
-    for f in ("checkpoint.pt", "best.pt"):
+    for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
     return result
 

@@ -2,8 +2,7 @@
 fit.py · predict.py · compare.py · analysis.py (robustness, importance). Imported lazily."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polymodal.core.lazy import lazy_exports
 
 _EXPORTS = {
     'ClassifierConfig': 'polymodal.tasks.classify.config',
@@ -13,10 +12,4 @@ _EXPORTS = {
     'compare_methods': 'polymodal.tasks.classify.compare',
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

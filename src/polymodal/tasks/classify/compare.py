@@ -23,13 +23,11 @@ from typing import Sequence
 import numpy as np
 
 from polymodal.core.atomic import atomic_write_text
-from polymodal.features.cache.features import FeatureSet
-from polymodal.data.manifest import read_manifest
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.nn.fusion import FUSIONS
-from polymodal.tasks.classify.data import prepare_data, primary_metric
+from polymodal.tasks.classify.data import primary_metric
 from polymodal.tasks.classify.config import ClassifierConfig
-from polymodal.tasks.classify.fit import UNIMODAL, _features_for, check_method, fit_prepared, resolve_modalities
+from polymodal.tasks.classify.fit import UNIMODAL, check_method, fit_prepared, prepare_run
 
 CLASS_METRICS = ("accuracy", "macro_f1", "auroc")
 REG_METRICS = ("r2", "mae")
@@ -118,13 +116,10 @@ def compare_methods(config: ClassifierConfig, out: str | Path,
     if not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"--seeds must be a positive integer, got {seeds!r}")
     out = Path(out)
-    manifest = read_manifest(config.manifest, columns=config.columns)
-    mods = resolve_modalities(config, manifest)
-    names = resolve_methods(methods, mods)
-    out.mkdir(parents=True, exist_ok=True)
-    feats = _features_for(config, manifest, mods, out, progress)
-    data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, config.target,
-                                        config.task)
+    chosen: list[str] = []
+    config, manifest, feats, data, spec, problems = prepare_run(
+        config, out, progress, check=lambda mods: chosen.extend(resolve_methods(methods, mods)))
+    names, mods = chosen, data.modalities
     if problems and progress:
         print(f"warning: {len(problems)} rows skipped ({problems[0].reason}; first: row "
               f"{problems[0].row})")

@@ -17,7 +17,6 @@ the modality, if any).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +34,13 @@ from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
 from polymodal.core.splits import write_splits
 from polymodal.core.errors import Problem, UsageError
+from polymodal.nn.fused_classifier import FusedClassifier, UnimodalClassifier
 from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
 from polymodal.tasks.classify.data import (check_targets, ClassData, PeakMemory, decode_outputs, prepare_data,
                                         score_outputs, unimodal_prior, write_predictions)
 from polymodal.tasks.classify.config import ClassifierConfig
 from polymodal.train.config import TrainConfig
-from polymodal.train.loop import fit_loop, seed_everything
+from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
 UNIMODAL = "unimodal:"
 
@@ -58,63 +58,24 @@ def check_method(name: str, modalities: Sequence[str]) -> None:
                          f"{', '.join(UNIMODAL + m for m in mods)}")
 
 
-class ClassifierNet(nn.Module):
-    """Standardise each modality with training statistics, fuse, predict.
-
-    ``forward(x: {modality: [B, d]}, mask: bool [B, M])`` (columns in sorted modality order)
-    returns logits (classification, multilabel) or standardised values (regression).
-    """
-
-    def __init__(self, method: str, dims: Mapping[str, int], n_out: int, hidden: int = 128,
-                 dropout: float = 0.1, options: Mapping[str, Any] | None = None):
-        super().__init__()
-        self.method, self.names = method, sorted(dims)
-        for m in self.names:
-            self.register_buffer(f"mean_{m}", torch.zeros(dims[m]))
-            self.register_buffer(f"std_{m}", torch.ones(dims[m]))
-        self.fusion = self.head = self.body = self.prior = None
-        if method.startswith(UNIMODAL):
-            self.modality = method[len(UNIMODAL):]
-            self.body = nn.Sequential(nn.Linear(dims[self.modality], hidden), nn.ReLU(),
-                                      nn.Dropout(dropout), nn.Linear(hidden, n_out))
-            self.prior = nn.Parameter(torch.zeros(n_out))
-        else:
-            logits = FUSIONS[method].produces_logits
-            self.fusion = build_fusion(method, dict(dims), n_out if logits else hidden,
-                                       **dict(options or {}))
-            if not logits:
-                self.head = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
-
-    def set_scaling(self, means: Mapping[str, np.ndarray], stds: Mapping[str, np.ndarray]) -> None:
-        """Copy per-modality feature means / standard deviations into the buffers."""
-        for m in self.names:
-            getattr(self, f"mean_{m}").copy_(torch.from_numpy(np.asarray(means[m], np.float32)))
-            getattr(self, f"std_{m}").copy_(torch.from_numpy(np.asarray(stds[m], np.float32)))
-
-    def forward(self, x: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        z = {m: (x[m] - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")
-             for m in self.names if m in x}
-        if self.body is None:
-            out = self.fusion(z, mask)
-            return out if self.head is None else self.head(out)
-        prior = self.prior.unsqueeze(0).expand(mask.shape[0], -1)
-        xm = z.get(self.modality)
-        if xm is None:
-            return prior
-        keep = mask[:, self.names.index(self.modality)].unsqueeze(1)
-        out = self.body(torch.where(keep, xm, torch.zeros_like(xm)))
-        return torch.where(keep, out, prior)
+ClassifierNet = FusedClassifier | UnimodalClassifier
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads, then restore the previous setting."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+def build_classifier(method: str, dims: Mapping[str, int], n_out: int, hidden: int = 128,
+                     dropout: float = 0.1, options: Mapping[str, Any] | None = None
+                     ) -> ClassifierNet:
+    """Compose the model for ``method``: a fusion from the registry (+ a head unless the fusion
+    produces the outputs itself) or ``unimodal:<modality>`` (an MLP on that modality)."""
+    kind, _, modality = method.partition(":")
+    if kind + ":" == UNIMODAL:
+        body = nn.Sequential(nn.Linear(dims[modality], hidden), nn.ReLU(), nn.Dropout(dropout),
+                             nn.Linear(hidden, n_out))
+        return UnimodalClassifier(dims, modality, body, n_out)
+    logits = FUSIONS[method].produces_logits
+    fusion = build_fusion(method, dict(dims), n_out if logits else hidden, **dict(options or {}))
+    head = None if logits else nn.Sequential(nn.ReLU(), nn.Dropout(dropout),
+                                             nn.Linear(hidden, n_out))
+    return FusedClassifier(dims, fusion, head)
 
 
 def model_outputs(model: ClassifierNet, x: Mapping[str, np.ndarray], mask: np.ndarray,
@@ -153,7 +114,8 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
     gen = seed_everything(cfg.train.seed)
     dims = {m: tr.x[m].shape[1] for m in data.modalities}
     n_out = len(spec["labels"]) if problem != "regression" else 1
-    model = ClassifierNet(cfg.fusion, dims, n_out, cfg.hidden, cfg.dropout, cfg.fusion_options)
+    model = build_classifier(cfg.fusion, dims, n_out, cfg.hidden, cfg.dropout,
+                             cfg.fusion_options)
     means, stds = {}, {}
     for i, m in enumerate(data.modalities):
         rows = tr.x[m][tr.mask[:, i]]
@@ -273,9 +235,28 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(p.to_dict()) + "\n"
                                                       for p in problems))
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
-    for f in ("checkpoint.pt", "best.pt"):
+    for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
     return result
+
+
+def prepare_run(config: ClassifierConfig, out: Path, progress: bool = True,
+                check: Any = None) -> tuple:
+    """Everything before training, shared by `fit_classifier` and `compare`: paths made
+    absolute, the manifest read, modalities / methods (``check(mods)``) / target / splits
+    checked BEFORE any encoding, then the features encoded (cached) and the rows prepared.
+    Returns ``(config, manifest, features folder, data, spec, skipped-row problems)``."""
+    cfg = absolute_paths(config)
+    manifest = read_manifest(cfg.manifest, columns=cfg.columns)
+    mods = resolve_modalities(cfg, manifest)
+    if check is not None:
+        check(mods)
+    check_targets(manifest, cfg.target, cfg.task)
+    out.mkdir(parents=True, exist_ok=True)
+    feats = _features_for(cfg, manifest, mods, out, progress)
+    data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
+                                        cfg.task)
+    return cfg, manifest, feats, data, spec, problems
 
 
 def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = True,
@@ -285,15 +266,9 @@ def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = T
     Returns the content of ``metrics.json``: ``metrics`` (test: accuracy, macro_f1, auroc or
     mae, r2), ``val_metrics``, ``train_seconds``, ``params``, ``peak_mem_mb`` and counts.
     """
-    cfg, out = absolute_paths(config), Path(out)
-    manifest = read_manifest(cfg.manifest, columns=cfg.columns)
-    mods = resolve_modalities(cfg, manifest)
-    check_method(cfg.fusion, mods)
-    check_targets(manifest, cfg.target, cfg.task)  # before any encoding
-    out.mkdir(parents=True, exist_ok=True)
-    feats = _features_for(cfg, manifest, mods, out, progress)
-    data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
-                                        cfg.task)
+    out = Path(out)
+    cfg, manifest, feats, data, spec, problems = prepare_run(
+        config, out, progress, check=lambda mods: check_method(config.fusion, mods))
     if problems and progress:
         print(f"warning: {len(problems)} rows skipped (first: {problems[0]}); see "
               f"{out / 'skipped.jsonl'}")
@@ -346,7 +321,7 @@ def load_classifier(run: str | Path) -> LoadedClassifier:
     """Load a run folder written by `fit_classifier`."""
     run, doc, state = read_run(run, "classification")
     c = doc["config"]
-    model = ClassifierNet(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
+    model = build_classifier(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
                           c.get("fusion_options"))
     model.load_state_dict(state)
     model.eval()
@@ -392,6 +367,6 @@ def predict(run: str | Path | LoadedClassifier, features: Mapping[str, np.ndarra
     return {"prediction": pred, "proba": proba, "labels": clf.labels, "mask": mask}
 
 
-__all__ = ["ClassifierConfig", "ClassifierNet", "LoadedClassifier", "check_method",
+__all__ = ["ClassifierConfig", "ClassifierNet", "build_classifier", "LoadedClassifier", "check_method",
            "fit_classifier", "fit_prepared", "load_classifier", "model_outputs", "predict",
            "resolve_modalities", "train_model", "UNIMODAL", "ClassData"]

@@ -44,7 +44,7 @@ from polymodal.tasks.generate import data as gd
 from polymodal.nn.generative import CVAE, CondGAN, build_generator, cvae_loss, g_loss
 from polymodal.tasks.generate.config import GenerateConfig
 from polymodal.train.config import TrainConfig
-from polymodal.train.loop import fit_loop, seed_everything
+from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
 
 GAN_NOISE = 0.1  # std of the instance noise added to every image the discriminator sees
@@ -124,11 +124,16 @@ def _build(cfg: GenerateConfig, channels: int, cond_dim: int) -> CVAE | CondGAN:
 def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
                  progress: bool = True) -> dict:
     """Train a conditional generator and score it; returns the content of metrics.json."""
+    with torch_threads(config.threads):  # restored afterwards, also on error
+        return _fit_generate(config, out, resume, progress)
+
+
+def _fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
+                 progress: bool = True) -> dict:
     cfg, out = absolute_paths(config), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = gd.load_data(cfg, out, progress)
     kind = gd.metric_kind(cfg, data)
-    torch.set_num_threads(cfg.threads)
     gen = seed_everything(cfg.train.seed)
     tr, va = data.pairs("train", cfg.limit), data.pairs("val")
     if len(tr[0]) < 2:
@@ -200,7 +205,7 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
               "params": int(sum(p.numel() for p in model.parameters()))}
     _save(out, cfg, model, data)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
-    for f in ("checkpoint.pt", "best.pt"):
+    for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
     return result
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from polymodal.nn.dual_encoder import AlignModel
-from polymodal.objectives.losses import LOSSES, loss_params
+from polymodal.objectives.losses import loss_names, loss_params
 from polymodal.objectives.registry import ALIGNMENTS
 from polymodal.core.atomic import atomic_write_text
 from polymodal.features.cache.features import FeatureSet
@@ -68,7 +68,7 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
     else:
         specs = {s: {"kind": cfg.head, "in_dim": d, "out_dim": cfg.dim, **opts}
                  for s, d in (("query", dq), ("target", dt))}
-    scalars = loss_params(cfg.loss) if cfg.loss in LOSSES else {}
+    scalars = loss_params(cfg.loss) if cfg.loss in loss_names() else {}
     return AlignModel(specs, means, scalars)
 
 
