@@ -154,6 +154,6 @@ def test_unservable_folders_are_clear_errors(tmp_path):
         create_app(tmp_path / "nope")
     with pytest.raises(PolymodalError, match="no config.yaml"):
         create_app(tmp_path)
-    (tmp_path / "config.yaml").write_text("task: generation\n")
+    (tmp_path / "config.yaml").write_text("format_version: 2\ntask: generation\nconfig: {}\n")
     with pytest.raises(PolymodalError, match="cannot be served"):
         create_app(tmp_path)

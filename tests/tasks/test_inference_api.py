@@ -141,7 +141,7 @@ def test_predict_cli_from_another_folder(fitted, monkeypatch, capsys):
     for g, r in zip(got[1:], rows):
         assert g[1] == r["pred"]["prediction"]
         assert max(map(float, g[2:])) == pytest.approx(float(r["pred"]["confidence"]), abs=1e-3)
-    skipped = [json.loads(x) for x in (b / "skipped.jsonl").read_text().splitlines()]
+    skipped = [json.loads(x) for x in (b / "preds.skipped.jsonl").read_text().splitlines()]
     assert [s["row"] for s in skipped] == [4, 5]
     assert "none of this run's modalities" in skipped[1]["reason"]
     assert main(["predict", str(a / "run"), "--manifest", "nope.jsonl", "--out", "x.csv"]) == 2
@@ -171,7 +171,7 @@ def test_predict_cli_regression_writes_a_score_column(fitted, monkeypatch, capsy
     assert len(test) == 12
     for r in test:
         assert float(got[r["id"]]["score"]) == pytest.approx(float(r["prediction"]), rel=1e-3)
-    assert (b / "out" / "skipped.jsonl").read_text() == ""
+    assert (b / "out" / "reg.skipped.jsonl").read_text() == ""
 
 
 def test_prediction_rows_of_multilabel_runs():

@@ -146,3 +146,43 @@ def test_run_format_versions(runs, tmp_path):
         rf.require("manifest")
     with pytest.raises(PolymodalError, match="a 'retrieval' run, not a classification run"):
         RunFolder.open(old, "classification")
+
+
+def test_eval_uses_the_runs_recorded_splits(runs, tmp_path):
+    from polymodal.tasks.retrieval.predict import eval_run, load_run
+
+    run, _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    s = _splits(run)
+    test_ids = [i for i, v in s.items() if v == "test"][:4]
+    (copy / "splits.csv").write_text("id,split\n" + "".join(
+        f"{i},{'test' if i in test_ids else 'train'}\n" for i in s))
+    res = eval_run(load_run(copy), progress=False)
+    for m in res.values():  # 4 test queries: every recall is a multiple of 1/4
+        assert abs(m["R@1"] * 4 - round(m["R@1"] * 4)) < 1e-9
+    full = eval_run(load_run(run), progress=False)
+    assert full == json.loads((run / "metrics.json").read_text()) or all(
+        abs(full[d][k] - v) < 1e-9 for d in full for k, v in json.loads(
+            (run / "metrics.json").read_text())[d].items())
+
+
+def test_encode_override_keeps_the_other_defaults(folder_a, tmp_path, capsys):
+    out = tmp_path / "feats"
+    assert main(["encode", str(folder_a / "data" / "manifest.jsonl"), "--out", str(out),
+                 "--encoder", "audio=logmel", "-q"]) == 0
+    meta = json.loads((out / "features.json").read_text())["modalities"]
+    assert set(meta) == {"image", "audio", "text"}
+    assert meta["image"]["name"] == "efficientnet-lite0" and meta["text"]["name"] == "minilm"
+
+
+def test_partial_train_section_keeps_the_task_defaults(tmp_path):
+    from polymodal.core.config import load_config
+    from polymodal.tasks.caption import CaptionConfig
+    from polymodal.tasks.generate import GenerateConfig
+
+    (tmp_path / "c.yaml").write_text("manifest: m.jsonl\ntrain: {seed: 3}\n")
+    c = load_config(CaptionConfig, tmp_path / "c.yaml", {})
+    assert (c.train.seed, c.train.epochs, c.train.patience) == (3, 20, 4)
+    g = GenerateConfig(manifest="m", train={"seed": 1})
+    assert (g.train.epochs, g.train.lr, g.train.patience) == (15, 2e-3, 15)

@@ -175,7 +175,7 @@ def _search_queries(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from polymodal.tasks.classify.predict import Classifier, write_predictions_csv
+    from polymodal.tasks.classify.predict import Classifier, skipped_path, write_predictions_csv
 
     if Path(a.out).is_dir():
         raise UsageError(f"--out {a.out} is a folder; give the CSV file to write")
@@ -188,7 +188,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         print(f"warnings: {len(res.warnings)} cells treated as missing")
         _print_problems(res.warnings, 5)
     if res.skipped:
-        print(f"skipped: {len(res.skipped)} (details in {out.with_name('skipped.jsonl')})")
+        print(f"skipped: {len(res.skipped)} (details in {skipped_path(out)})")
         _print_problems(res.skipped, 10)
     return 0
 
@@ -332,10 +332,10 @@ def cmd_fit_caption(a: argparse.Namespace) -> int:
 
 
 def cmd_caption(a: argparse.Namespace) -> int:
-    from polymodal.tasks.caption.fit import caption_images, load_captioner
+    from polymodal.tasks.caption.predict import Captioner
 
-    run = load_captioner(a.run)
-    for path, cap in zip(a.images, caption_images(run, a.images, beam=a.beam)):
+    captions = Captioner.load(a.run).caption(list(a.images), beam=a.beam)  # encoder id checked
+    for path, cap in zip(a.images, captions):
         print(f"{path}\t{cap}")
     return 0
 
@@ -353,10 +353,10 @@ def cmd_fit_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from polymodal.tasks.generate.fit import generate_grid, load_generator
+    from polymodal.tasks.generate.predict import ImageGenerator
 
-    path = generate_grid(load_generator(a.run), a.out, text=a.text, audio=a.audio, n=a.n,
-                         seed=a.seed)
+    path = ImageGenerator.load(a.run).grid(a.out, text=a.text, audio=a.audio, n=a.n,
+                                           seed=a.seed)  # encoder id checked
     print(f"grid: {path}")
     return 0
 
@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run")
     pr.add_argument("--manifest", required=True)
     pr.add_argument("--out", required=True, help="CSV to write: id,prediction,p_<label>… "
-                    "(regression: id,score); skipped rows go to skipped.jsonl next to it")
+                    "(regression: id,score); skipped rows go to OUT.skipped.jsonl next to it (e.g. preds.skipped.jsonl)")
     pr.add_argument("--column", action="append", metavar="ROLE=COLUMN", help=col_help)
     pr.add_argument("--cache", default=None, help="feature cache folder (default: the run's)")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from polymodal.core.errors import UsageError
 from polymodal.core.registry import Registry, closest
@@ -21,9 +21,23 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictConfig(BaseModel):
-    """Base of every config model: unknown keys are rejected (``extra="forbid"``)."""
+    """Base of every config model: unknown keys are rejected (``extra="forbid"``). A nested
+    section given as a mapping (``train: {seed: 1}``) updates the field's default section,
+    so a task's own training defaults (e.g. captioning's 20 epochs) survive a partial one."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_sections(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for name, field in cls.model_fields.items():
+            default, given = field.default, data.get(name)
+            if isinstance(default, BaseModel) and isinstance(given, Mapping):
+                data[name] = {**default.model_dump(exclude_unset=True), **given}
+        return data
 
 
 def in_registry(registry: Registry) -> AfterValidator:
@@ -108,7 +122,7 @@ def load_config(cls: type[M], path: str | Path | None, over: Mapping[str, Any],
     if "train" in cls.model_fields:
         tr = data.get("train")
         if tr is None:
-            tr = cls.model_fields["train"].default.model_dump()
+            tr = {}  # the task's own defaults (StrictConfig merges the given keys into them)
         if not isinstance(tr, Mapping):
             raise UsageError(f"{path or 'configuration'}: 'train' must be a mapping of "
                              f"option: value, got {tr!r}")

@@ -67,6 +67,18 @@ def assign_splits(given: Sequence[str | None], ids: Sequence[str],
     return s.astype(str)
 
 
+def check_split_counts(path: object, given: Sequence[str | None], ids: Sequence[str],
+                       usable: np.ndarray, what: str, need: dict[str, int]) -> None:
+    """Before any encoding: the split policy must leave ``need[split]`` usable rows in each
+    split (``what`` says what a usable row has, for the message)."""
+    split = assign_splits(given, ids, usable)
+    for name, n_need in need.items():
+        n = int(((split == name) & np.asarray(usable, bool)).sum())
+        if n < n_need:
+            raise PolymodalError(f"{path}: {n} {name} rows with {what} (need {n_need}; see the "
+                                 "split column)")
+
+
 def write_splits(path: str | Path, ids: Sequence[str], split: Sequence[str]) -> Path:
     """``id,split`` for every row, written atomically."""
     buf = io.StringIO()
@@ -75,6 +87,20 @@ def write_splits(path: str | Path, ids: Sequence[str], split: Sequence[str]) -> 
     w.writerows(zip(ids, split))
     atomic_write_text(Path(path), buf.getvalue())
     return Path(path)
+
+
+def run_splits(run: str | Path) -> dict[str, str] | None:
+    """id -> split of a run (``RUN/splits.csv``), None for a run written before it existed."""
+    path = Path(run) / "splits.csv"
+    return read_splits(path) if path.is_file() else None
+
+
+def split_cells(records: Sequence, splits: dict[str, str] | None) -> list[str | None]:
+    """The split cell of each record: the run's recorded split when given (so evaluation uses
+    exactly the fit's split), else the manifest's cell."""
+    if not splits:
+        return [r.split for r in records]
+    return [splits.get(r.id, r.split) for r in records]
 
 
 def read_splits(path: str | Path) -> dict[str, str]:

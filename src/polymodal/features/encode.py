@@ -64,16 +64,21 @@ class EncodeResult:
         return "\n".join(lines)
 
 
-def resolve_encoders(manifest: Manifest, spec: dict[str, Any] | None) -> dict[str, Encoder]:
-    """Encoders for the manifest's modalities: ``spec`` maps modality -> name or Encoder;
-    modalities not named use the offline defaults. Naming a modality the manifest lacks is an
-    error; naming only some modalities encodes only those."""
+def resolve_encoders(manifest: Manifest, spec: dict[str, Any] | None,
+                     modalities: Sequence[str] | None = None) -> dict[str, Encoder]:
+    """Encoders for ``modalities`` (default: every modality of the manifest): ``spec`` maps
+    modality -> name or Encoder and overrides only the modalities it names; the others use the
+    offline defaults. Naming a modality the manifest lacks (or that is not encoded) is an
+    error."""
     spec = dict(spec or {})
-    for m in spec:
+    mods = list(modalities) if modalities is not None else manifest.modalities
+    for m in [*spec, *mods]:
         if m not in manifest.modalities:
             raise UsageError(f"--encoder {m}=…: the manifest has no '{m}' column (it has "
                              f"{', '.join(manifest.modalities)})")
-    mods = list(spec) if spec else manifest.modalities
+    extra = sorted(set(spec) - set(mods))
+    if extra:
+        raise UsageError(f"--encoder {extra[0]}=…: only {', '.join(mods)} is encoded here")
     out: dict[str, Encoder] = {}
     for m in mods:
         e = spec.get(m, DEFAULT_ENCODERS[m])
@@ -221,15 +226,18 @@ def _encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store:
 def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                     encoders: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
                     batch_size: int | None = None, workers: int = 2, progress: bool = True,
-                    columns: dict[str, str] | None = None) -> EncodeResult:
-    """Encode every modality of a manifest into ``out`` (see `FeatureSet` for the layout),
-    reusing and filling the content-addressed cache in ``cache_dir``."""
+                    columns: dict[str, str] | None = None,
+                    modalities: Sequence[str] | None = None) -> EncodeResult:
+    """Encode ``modalities`` (default: every modality) of a manifest into ``out`` (see
+    `FeatureSet` for the layout), reusing and filling the content-addressed cache in
+    ``cache_dir``. ``encoders`` overrides the default encoder of the modalities it names."""
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, columns=columns)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    encs = resolve_encoders(manifest, encoders)
+    encs = resolve_encoders(manifest, encoders, modalities)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    threads = torch.get_num_threads()  # encoders use every core; restored below
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     skipped = [p for p in manifest.problems if p.level == "error"]
     warnings = [p for p in manifest.problems if p.level != "error"]
@@ -249,6 +257,7 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                             "count": stats[m].items - stats[m].skipped}
     finally:
         hasher.close()
+        torch.set_num_threads(threads)
     skipped.sort(key=lambda p: (p.row or 0, p.column or ""))
     atomic_write_text(out / "skipped.jsonl",
                       "".join(json.dumps(p.to_dict()) + "\n" for p in skipped))
@@ -276,9 +285,12 @@ def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: d
         if fs.ids != manifest.ids:
             raise UsageError(f"{features} was not encoded from {manifest.path} (ids differ)")
         return fs
-    enc = {m: encoders.get(m, DEFAULT_ENCODERS[m]) for m in modalities}
-    return encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cache_dir,
-                           progress=progress).features
+    extra = sorted(set(encoders) - set(modalities))
+    if extra:
+        raise UsageError(f"--encoder {extra[0]}=…: this task encodes only "
+                         f"{', '.join(modalities)}")
+    return encode_manifest(manifest, out / "features", encoders=encoders, cache_dir=cache_dir,
+                           progress=progress, modalities=modalities).features
 
 
 def encode(items: Any, encoder: str | Encoder = "minilm", modality: str | None = None,

@@ -146,6 +146,7 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     from sklearn.manifold import TSNE
 
     from polymodal.features.cache.features import FeatureSet
+    from polymodal.core.splits import run_splits
     from polymodal.tasks.retrieval.data import load_pairs
     from polymodal.tasks.retrieval.predict import load_run
 
@@ -173,7 +174,7 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     if not feats.is_dir() and getattr(cfg, "features", None):
         feats = Path(cfg.features)
     data = load_pairs(FeatureSet.load(feats), run.manifest, cfg.query, cfg.target,
-                      cfg.relevance)
+                      cfg.relevance, splits=run_splits(run.root))
     q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
     qe, te = run.model.embed_numpy(q.x, "query"), run.model.embed_numpy(t.x, "target")
     rel = data.relevance(q, t)

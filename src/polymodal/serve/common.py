@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from polymodal.core.errors import PolymodalError, UsageError
 
@@ -40,16 +39,10 @@ def upload_modality(filename: str | None, content_type: str | None = None) -> tu
 def run_kind(run_dir: str | Path) -> str:
     """``retrieval``, ``classification`` or ``caption``: the ``task`` in the run's config.yaml
     (a `PolymodalError` when the folder is not a run or its task cannot be served)."""
+    from polymodal.core.runfolder import RunFolder
+
+    task = RunFolder.open(run_dir).task  # the one run reader: missing / corrupt / format errors
     root = Path(run_dir)
-    if not root.is_dir():
-        raise PolymodalError(f"{root}: run folder not found")
-    try:
-        doc = yaml.safe_load((root / "config.yaml").read_text())
-    except FileNotFoundError:
-        raise PolymodalError(f"{root}: not a run folder (no config.yaml)") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise PolymodalError(f"{root / 'config.yaml'}: cannot read ({e})") from None
-    task = doc.get("task") if isinstance(doc, dict) else None
     if task not in RUN_KINDS:
         raise PolymodalError(f"{root}: a '{task}' run cannot be served; serve a run made by "
                              "`fit retrieval`, `fit classify` or `fit caption`")

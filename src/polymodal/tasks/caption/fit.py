@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from polymodal.core.atomic import atomic_path, atomic_write_text
-from polymodal.core.splits import assign_splits, write_splits
+from polymodal.core.splits import assign_splits, check_split_counts, write_splits
 from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.metrics.textgen import caption_metrics, caption_tokens, cider_d
@@ -85,6 +85,10 @@ def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionD
     from polymodal.features.encode import manifest_features
 
     man = read_manifest(cfg.manifest, columns=cfg.columns)
+    if "image" in man.modalities:  # else manifest_features names the missing column
+        check_split_counts(man.path, [r.split for r in man.records], man.ids,
+                           np.array([r.image is not None and bool(r.text) for r in man.records]),
+                           "an image and a caption", {"train": 2, "test": 1})
     fs = manifest_features(man, ["image"], cfg.encoders, cfg.features, out, cfg.cache_dir,
                            progress, require=["image", "text"])
     x, present = fs.per_row("image")

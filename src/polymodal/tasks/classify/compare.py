@@ -117,8 +117,13 @@ def compare_methods(config: ClassifierConfig, out: str | Path,
         raise UsageError(f"--seeds must be a positive integer, got {seeds!r}")
     out = Path(out)
     chosen: list[str] = []
-    config, manifest, feats, data, spec, problems = prepare_run(
-        config, out, progress, check=lambda mods: chosen.extend(resolve_methods(methods, mods)))
+
+    def check(mods: list[str]) -> None:  # every method and its options, before any encoding
+        chosen.extend(resolve_methods(methods, mods))
+        for m in chosen:
+            check_method(m, mods, config.fusion_options)
+
+    config, manifest, feats, data, spec, problems = prepare_run(config, out, progress, check)
     names, mods = chosen, data.modalities
     if problems and progress:
         print(f"warning: {len(problems)} rows skipped ({problems[0].reason}; first: row "

@@ -25,7 +25,7 @@ import numpy as np
 
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
-from polymodal.core.splits import assign_splits
+from polymodal.core.splits import assign_splits, split_cells
 from polymodal.core.errors import DataError, PolymodalError, Problem, UsageError
 
 REGRESSION_MIN_DISTINCT = 20
@@ -189,8 +189,8 @@ def check_targets(manifest: Manifest, target: str, task: str = "auto") -> None:
 
 
 def prepare_data(manifest: Manifest, fs: FeatureSet, modalities: Sequence[str], target: str,
-                 task: str = "auto", spec: dict | None = None
-                 ) -> tuple[ClassData, dict, list[Problem]]:
+                 task: str = "auto", spec: dict | None = None,
+                 splits: dict[str, str] | None = None) -> tuple[ClassData, dict, list[Problem]]:
     """Align features with manifest rows, encode targets, assign splits.
 
     Returns ``(data, spec, problems)``: ``problems`` lists rows skipped because none of
@@ -223,7 +223,7 @@ def prepare_data(manifest: Manifest, fs: FeatureSet, modalities: Sequence[str], 
                         "row skipped") for i in np.flatnonzero(~mask.any(1))]
     keep = np.flatnonzero(mask.any(1))
     ids = [recs[i].id for i in keep]
-    split = assign_splits([recs[i].split for i in keep], ids, has_y[keep])
+    split = assign_splits(split_cells([recs[i] for i in keep], splits), ids, has_y[keep])
     data = ClassData(ids, rows[keep], {m: v[keep] for m, v in x.items()}, mask[keep], mods,
                      y[keep], has_y[keep], split)
     tr = data.select("train")

@@ -32,7 +32,7 @@ from polymodal.core.atomic import atomic_path, atomic_write_text
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
-from polymodal.core.splits import write_splits
+from polymodal.core.splits import run_splits, write_splits
 from polymodal.core.errors import Problem, UsageError
 from polymodal.nn.fused_classifier import FusedClassifier, UnimodalClassifier
 from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
@@ -45,9 +45,11 @@ from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 UNIMODAL = "unimodal:"
 
 
-def check_method(name: str, modalities: Sequence[str]) -> None:
+def check_method(name: str, modalities: Sequence[str],
+                 options: Mapping[str, Any] | None = None) -> None:
     """Raise a `UsageError` unless ``name`` is a fusion (`polymodal.nn.registry.FUSIONS`) or
-    ``unimodal:<m>`` usable with these modalities."""
+    ``unimodal:<m>`` usable with these modalities, and the fusion takes ``options`` (checked
+    against its constructor's signature, before any encoding)."""
     from polymodal.nn.registry import FUSIONS as FUSION_REGISTRY
     from polymodal.tasks.classify.config import check_fusion
 
@@ -56,6 +58,8 @@ def check_method(name: str, modalities: Sequence[str]) -> None:
     if name in FUSION_REGISTRY and len(mods) < 2:
         raise UsageError(f"fusion '{name}' needs at least 2 modalities, got {mods}; use "
                          f"{', '.join(UNIMODAL + m for m in mods)}")
+    if name in FUSION_REGISTRY and options:
+        FUSION_REGISTRY.check_options(name, options)
 
 
 ClassifierNet = FusedClassifier | UnimodalClassifier
@@ -198,7 +202,7 @@ def _features_for(cfg: ClassifierConfig, manifest: Manifest, mods: list[str], ou
 
     enc = {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in mods}
     encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cfg.cache_dir,
-                    progress=progress)
+                    progress=progress, modalities=mods)
     return out / "features"
 
 
@@ -268,7 +272,8 @@ def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = T
     """
     out = Path(out)
     cfg, manifest, feats, data, spec, problems = prepare_run(
-        config, out, progress, check=lambda mods: check_method(config.fusion, mods))
+        config, out, progress,
+        check=lambda mods: check_method(config.fusion, mods, config.fusion_options))
     if problems and progress:
         print(f"warning: {len(problems)} rows skipped (first: {problems[0]}); see "
               f"{out / 'skipped.jsonl'}")
@@ -313,7 +318,7 @@ class LoadedClassifier:
         manifest = read_manifest(c["manifest"], columns=c.get("columns"))
         fs = FeatureSet.load(c["features"])
         data, _, _ = prepare_data(manifest, fs, self.modalities, self.doc["config"]["target"],
-                                  self.problem, spec=self.spec)
+                                  self.problem, spec=self.spec, splits=run_splits(self.run))
         return data
 
 

@@ -191,7 +191,7 @@ class Classifier:
         cache = cache_dir or (self.clf.doc.get("config") or {}).get("cache_dir")
         with tempfile.TemporaryDirectory(prefix="polymodal-predict-") as tmp:
             res = encode_manifest(m, tmp, encoders={x: self.encoder(x) for x in mods},
-                                  cache_dir=cache, progress=progress)
+                                  cache_dir=cache, progress=progress, modalities=mods)
             fs = res.features
             x, present = {}, {}
             for mod in self.modalities:
@@ -255,8 +255,15 @@ def prediction_rows(problem: str, labels: Sequence[Any] | None, ids: Sequence[st
     return head, rows
 
 
+def skipped_path(out: str | Path) -> Path:
+    """Where `polymodal predict --out OUT` reports skipped rows: ``OUT.skipped.jsonl``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".skipped.jsonl")
+
+
 def write_predictions_csv(path: str | Path, model: Classifier, res: ManifestPredictions) -> Path:
-    """Write ``res`` as CSV (atomically) and the skipped rows as ``skipped.jsonl`` next to it."""
+    """Write ``res`` as CSV (atomically) and the skipped rows as ``<name>.skipped.jsonl`` next
+    to it (never a run folder's own ``skipped.jsonl``)."""
     head, rows = prediction_rows(model.problem, model.labels, res.ids, res.predictions)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -265,6 +272,6 @@ def write_predictions_csv(path: str | Path, model: Classifier, res: ManifestPred
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, buf.getvalue())
-    atomic_write_text(path.with_name("skipped.jsonl"),
+    atomic_write_text(skipped_path(path),
                       "".join(json.dumps(p.to_dict()) + "\n" for p in res.skipped))
     return path

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from polymodal.core.splits import assign_splits
+from polymodal.core.splits import assign_splits, check_split_counts
 from polymodal.core.errors import PolymodalError, UsageError
 
 
@@ -60,6 +60,11 @@ def load_data(cfg: Any, out: Path, progress: bool) -> GenData:
     from polymodal.features.encode import manifest_features
 
     man = read_manifest(cfg.manifest, columns=cfg.columns)
+    if {"image", cfg.condition} <= set(man.modalities):  # else manifest_features says which
+        check_split_counts(man.path, [r.split for r in man.records], man.ids,
+                           np.array([r.image is not None and r.get(cfg.condition) is not None
+                                     for r in man.records]),
+                           f"an image and a {cfg.condition}", {"train": 2})
     fs = manifest_features(man, [cfg.condition], cfg.encoders, cfg.features, out,
                            cfg.cache_dir, progress, require=["image", cfg.condition])
     vecs, rows = fs.vectors(cfg.condition)

@@ -9,7 +9,7 @@ import numpy as np
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
 from polymodal.core.errors import UsageError
-from polymodal.core.splits import assign_splits
+from polymodal.core.splits import assign_splits, split_cells
 
 
 @dataclass
@@ -60,7 +60,7 @@ class PairedData:
 
 
 def load_pairs(features: FeatureSet, manifest: Manifest, query: str, target: str,
-               relevance: str = "row") -> PairedData:
+               relevance: str = "row", splits: dict[str, str] | None = None) -> PairedData:
     """Vectors of two modalities with splits and relevance groups.
 
     ``relevance``: ``"row"`` (a query's own row is its answer) or a manifest column (``label``,
@@ -80,7 +80,7 @@ def load_pairs(features: FeatureSet, manifest: Manifest, query: str, target: str
         raise UsageError("the feature folder does not match the manifest (ids differ); re-encode")
     usable = np.zeros(len(recs), bool)  # rows with both modalities: the ones that can pair
     usable[np.intersect1d(sides[0].rows, sides[1].rows)] = True
-    split = assign_splits([r.split for r in recs], features.ids, usable)
+    split = assign_splits(split_cells(recs, splits), features.ids, usable)
     if relevance == "row":
         groups = np.arange(len(recs))
     else:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from polymodal.nn.dual_encoder import AlignModel
-from polymodal.objectives.losses import loss_names, loss_params
+from polymodal.objectives.losses import get_loss, loss_names, loss_params
 from polymodal.objectives.registry import ALIGNMENTS
 from polymodal.core.atomic import atomic_write_text
 from polymodal.features.cache.features import FeatureSet
@@ -79,6 +79,7 @@ def _loss_fn(cfg: RetrievalConfig):
 
     accepts = set(ALIGNMENTS.options(cfg.loss))
     fixed = {"margin": cfg.margin} if "margin" in accepts else {}
+    fn = get_loss(cfg.loss)  # resolved once (registry lookup + preset), not per step
 
     def step(model: AlignModel, batch) -> torch.Tensor:
         q, t, g = batch
@@ -86,7 +87,7 @@ def _loss_fn(cfg: RetrievalConfig):
         kw = {**fixed, **dict(model.scalars.items())}
         if "pair_ids" in accepts:
             kw["pair_ids"] = g
-        return ALIGNMENTS.build(cfg.loss, a, b, **kw)
+        return fn(a, b, **kw)
     return step
 
 
@@ -207,7 +208,8 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
         feats = load_encoded(cfg)
     else:
         feats = encode_manifest(manifest, out / "features", encoders=encoders,
-                                cache_dir=cfg.cache_dir, progress=progress).features
+                                cache_dir=cfg.cache_dir, progress=progress,
+                                modalities=list(encoders)).features
     data = load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance)
     names = (cfg.query, cfg.target)
     qi, tj = data.pairs("train")

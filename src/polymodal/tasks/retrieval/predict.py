@@ -16,6 +16,7 @@ from polymodal.data.manifest import Manifest, Record, read_manifest
 from polymodal.features.encoders import Encoder, build_encoder
 from polymodal.features.encoders.base import is_single, warm_up
 from polymodal.core.runfolder import RunFolder
+from polymodal.core.splits import run_splits
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.tasks.retrieval.config import RetrievalConfig
 from polymodal.tasks.retrieval.fit import AlignModel, evaluate_sides
@@ -134,7 +135,7 @@ def run_features(run: RetrievalRun, m: Manifest, modalities: tuple[str, ...], ow
         return FeatureSet.load(cfg.features)
     return encode_manifest(m, run.root / "eval_features", encoders={
         mod: run.encoders[mod] for mod in modalities}, cache_dir=cfg.cache_dir,
-        progress=progress).features
+        progress=progress, modalities=modalities).features
 
 
 def eval_run(run: RetrievalRun, manifest: str | Path | None = None, split: str | None = "test",
@@ -145,7 +146,8 @@ def eval_run(run: RetrievalRun, manifest: str | Path | None = None, split: str |
     cfg = run.config
     m = read_manifest(manifest or cfg.manifest, columns=cfg.columns)
     feats = run_features(run, m, (cfg.query, cfg.target), manifest is None, progress)
-    data = load_pairs(feats, m, cfg.query, cfg.target, cfg.relevance)
+    data = load_pairs(feats, m, cfg.query, cfg.target, cfg.relevance,
+                      splits=run_splits(run.root) if manifest is None else None)
     if split is not None:
         if split not in set(data.split):
             raise UsageError(f"split '{split}' has no rows in {m.path}")

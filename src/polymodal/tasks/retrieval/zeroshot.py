@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from polymodal.data.manifest import read_manifest
+from polymodal.core.splits import assign_splits, run_splits, split_cells
 from polymodal.core.errors import UsageError
 from polymodal.tasks.retrieval.predict import RetrievalRun, run_features
 
@@ -46,7 +47,8 @@ def zero_shot_run(run: RetrievalRun, column: str = "label", prompt: str = "{}",
         raise UsageError(f"--zero-shot {column}: needs at least 2 classes, found {classes}")
     prompts = class_prompts(classes, prompt)
     x, present = run_features(run, m, (other,), manifest is None, progress).per_row(other)
-    splits = np.array([r.split or "" for r in m.records])
+    splits = assign_splits(split_cells(m.records, run_splits(run.root) if manifest is None
+                                       else None), m.ids)
     keep = present & np.array([v is not None for v in values])
     if split is not None:
         keep &= splits == split
