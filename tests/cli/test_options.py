@@ -173,7 +173,7 @@ def test_list_prints_one_line_per_entry(capsys):
     assert main(["list", "losses"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in lines] == ALIGNMENTS.names()
-    assert "[kind=method]" in lines[ALIGNMENTS.names().index("dcca")]
+    assert "[kind=method  fit=aligner]" in lines[ALIGNMENTS.names().index("dcca")]
     assert main(["list", "encoders"]) == 0
     out = capsys.readouterr().out
     assert "[modality=audio  dim=256]" in out and "scheme=hf:<model name or local dir>" in out

@@ -27,7 +27,7 @@ def small_caption_run(small_run, tmp_path_factory) -> Path:
     reusing its encoded features; skips when the caption task is not installed."""
     import yaml
 
-    caption = pytest.importorskip("polymodal.tasks.caption.fit")
+    caption = pytest.importorskip("polymodal.tasks.caption")
     from polymodal.train.config import TrainConfig
 
     doc = yaml.safe_load((small_run / "config.yaml").read_text())

@@ -294,7 +294,7 @@ def test_caption_page(request, browser, tmp_path):
 
     override = os.environ.get("POLYMODAL_BROWSER_CAPTION_RUN")
     run = Path(override) if override else request.getfixturevalue("small_caption_run")
-    caption = pytest.importorskip("polymodal.tasks.caption.fit")
+    caption = pytest.importorskip("polymodal.tasks.caption")
     src = sample_path("openclipart")
     image = (src.parent / json.loads(src.read_text().splitlines()[0])["image"]).resolve()
     expected = caption.caption_images(caption.load_captioner(run), [image])[0]

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
-caption_task = pytest.importorskip("polymodal.tasks.caption.fit")
+caption_task = pytest.importorskip("polymodal.tasks.caption")
 
 
 @pytest.fixture(scope="module")

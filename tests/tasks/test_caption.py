@@ -16,7 +16,8 @@ from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
 from polymodal.metrics.textgen import normalize_caption
 from polymodal.tasks.caption.config import CaptionConfig
-from polymodal.tasks.caption.fit import decode, fit_caption, load_captioner, nearest_neighbour_captions
+from polymodal.tasks.caption.fit import fit_caption, nearest_neighbour_captions
+from polymodal.tasks.caption.predict import decode, load_captioner
 from polymodal.train.config import TrainConfig
 
 N_TRAIN, N_TEST = 50, 10

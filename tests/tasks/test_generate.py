@@ -13,7 +13,8 @@ from PIL import Image
 from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
 from polymodal.tasks.generate.config import GenerateConfig
-from polymodal.tasks.generate.fit import fit_generate, generate_images, load_generator
+from polymodal.tasks.generate.fit import fit_generate
+from polymodal.tasks.generate.predict import generate_images, load_generator
 from polymodal.train.config import TrainConfig
 
 

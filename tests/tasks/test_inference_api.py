@@ -278,7 +278,8 @@ def test_polymodal_encode_reads_the_cache(tmp_path, monkeypatch):
 
 def test_load_generation_run_from_another_folder(tmp_path, monkeypatch):
     from polymodal.tasks.generate.config import GenerateConfig
-    from polymodal.tasks.generate.fit import fit_generate, generate_images, load_generator
+    from polymodal.tasks.generate.fit import fit_generate
+    from polymodal.tasks.generate.predict import generate_images, load_generator
     from polymodal.train.config import TrainConfig
 
     cfg = GenerateConfig(manifest=str(sample_path("av-digits")), model="cvae", limit=64,

@@ -28,11 +28,11 @@ ALIGNMENTS = Registry("loss", [
     Entry("cosine", f"{_L}:cosine_loss", "regress the query onto the target features' "
           "direction (1 - cosine)", {"kind": "regression"}),
     Entry("cca", "polymodal.objectives.cca:LinearCCA", "linear CCA, closed form (no training "
-          "loop)", {"kind": "method"}),
+          "loop)", {"kind": "method", "fit": "closed-form"}),
     Entry("dcca", "polymodal.objectives.cca:DeepCCA", "deep CCA: two MLPs trained for "
-          "correlation (Andrew et al. 2013)", {"kind": "method"}),
+          "correlation (Andrew et al. 2013)", {"kind": "method", "fit": "aligner"}),
     # a string target: nn is a sibling layer, imported only when the method is used
     Entry("autoencoder", "polymodal.nn.autoencoder:MultimodalAutoencoder", "multimodal "
           "autoencoder with a shared latent space (reconstruction + alignment)",
-          {"kind": "method"}),
+          {"kind": "method", "fit": "aligner"}),
 ], fixed=("a", "b", "pred", "target", "logit_scale", "logit_bias", "x_dim", "y_dim", "dims"))

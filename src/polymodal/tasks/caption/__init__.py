@@ -6,8 +6,8 @@ from polymodal.core.lazy import lazy_exports
 _EXPORTS = {
     'CaptionConfig': 'polymodal.tasks.caption.config',
     'fit_caption': 'polymodal.tasks.caption.fit',
-    'load_captioner': 'polymodal.tasks.caption.fit',
-    'caption_images': 'polymodal.tasks.caption.fit',
+    'load_captioner': 'polymodal.tasks.caption.predict',
+    'caption_images': 'polymodal.tasks.caption.predict',
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

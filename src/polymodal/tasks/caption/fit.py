@@ -20,90 +20,23 @@ as ``prefix`` learned tokens (prefix-LM). Cross-attention conditioning is not im
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
 
 from polymodal.core.atomic import atomic_path, atomic_write_text
-from polymodal.core.splits import assign_splits, check_split_counts, write_splits
-from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
-from polymodal.core.errors import DecodeError, PolymodalError, UsageError
-from polymodal.metrics.textgen import caption_metrics, caption_tokens, cider_d
-from polymodal.nn.generative import (BOS, EOS, PAD, SPECIALS, UNK, beam_decode,
-                                        build_captioner, caption_loss)
+from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.core.runfolder import RunFolder, absolute_paths
+from polymodal.core.splits import write_splits
+from polymodal.metrics.textgen import caption_metrics, cider_d
+from polymodal.nn.generative import build_captioner, caption_loss
 from polymodal.tasks.caption.config import CaptionConfig
-from polymodal.train.config import TrainConfig
+from polymodal.tasks.caption.data import (CaptionData, build_vocab, encode_caption,
+                                         load_caption_data, _pad)
+from polymodal.tasks.caption.predict import decode
 from polymodal.train.loop import fit_loop, seed_everything, torch_threads
-
-
-def build_vocab(captions: Sequence[str], size: int, min_count: int) -> list[str]:
-    """Specials + the ``size`` most frequent words seen at least ``min_count`` times."""
-    counts = Counter(w for c in captions for w in caption_tokens(c))
-    words = [w for w, n in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if n >= min_count]
-    return list(SPECIALS) + words[:size]
-
-
-def encode_caption(text: str, index: dict[str, int], max_len: int) -> list[int]:
-    """<bos> word ids <eos> (unknown words -> <unk>, at most ``max_len`` words)."""
-    return [BOS] + [index.get(w, UNK) for w in caption_tokens(text)[:max_len]] + [EOS]
-
-
-def ids_to_text(ids: Sequence[int], vocab: Sequence[str]) -> str:
-    return " ".join(vocab[i] for i in ids if i >= len(SPECIALS))
-
-
-def _pad(seqs: list[list[int]]) -> torch.Tensor:
-    t = torch.full((len(seqs), max(map(len, seqs))), PAD, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        t[i, :len(s)] = torch.tensor(s)
-    return t
-
-
-# ---------------------------------------------------------------- data
-@dataclass
-class CaptionData:
-    feats: np.ndarray  # [N, F] one image vector per usable row
-    captions: list[list[str]]  # all captions of each row
-    splits: np.ndarray
-    ids: list[str]
-    images: list[str]
-    encoder_name: str
-    encoder_id: str
-
-    def rows(self, split: str) -> np.ndarray:
-        return np.where(self.splits == split)[0]
-
-
-def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionData:
-    """Rows with an image feature and at least one caption."""
-    from polymodal.data.manifest import read_manifest
-    from polymodal.features.encode import manifest_features
-
-    man = read_manifest(cfg.manifest, columns=cfg.columns)
-    if "image" in man.modalities:  # else manifest_features names the missing column
-        check_split_counts(man.path, [r.split for r in man.records], man.ids,
-                           np.array([r.image is not None and bool(r.text) for r in man.records]),
-                           "an image and a caption", {"train": 2, "test": 1})
-    fs = manifest_features(man, ["image"], cfg.encoders, cfg.features, out, cfg.cache_dir,
-                           progress, require=["image", "text"])
-    x, present = fs.per_row("image")
-    keep = [i for i, r in enumerate(man.records)
-            if present[i] and r.text and any(caption_tokens(t) for t in r.text)]
-    if not keep:
-        raise PolymodalError(f"{cfg.manifest}: no row has both an encoded image and a caption")
-    meta = fs.meta["modalities"]["image"]
-    recs = [man.records[i] for i in keep]
-    return CaptionData(feats=x[keep], captions=[[t for t in r.text if caption_tokens(t)]
-                                                 for r in recs],
-                       splits=assign_splits([r.split for r in recs], [r.id for r in recs]),
-                       ids=[r.id for r in recs], images=[str(r.image) for r in recs],
-                       encoder_name=meta.get("name") or meta["encoder"].split("|")[0],
-                       encoder_id=meta["encoder"])
 
 
 # ---------------------------------------------------------------- baseline
@@ -132,16 +65,6 @@ def _nn_space(run_dir: str, feats: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- train / evaluate
-def decode(model: torch.nn.Module, feats: np.ndarray, vocab: Sequence[str], beam: int,
-           max_len: int, length_penalty: float = 0.0, batch: int = 256) -> list[str]:
-    out: list[str] = []
-    for s in range(0, len(feats), batch):
-        f = torch.from_numpy(np.ascontiguousarray(feats[s:s + batch], np.float32))
-        out += [ids_to_text(ids, vocab) for ids in
-                beam_decode(model, f, beam=beam, max_len=max_len, length_penalty=length_penalty)]
-    return out
-
-
 def _spec(cfg: CaptionConfig, feat_dim: int, vocab_size: int) -> dict:
     common = {"feat_dim": feat_dim, "vocab_size": vocab_size, "embed_dim": cfg.embed_dim,
               "dropout": cfg.dropout, "max_len": cfg.max_len}
@@ -271,51 +194,6 @@ def samples_figure(samples: str | Path, out: str | Path, n: int = 8, seed: int =
     return Path(out)
 
 
-# ---------------------------------------------------------------- inference
-@dataclass
-class LoadedCaptioner:
-    run: Path
-    doc: dict
-    model: torch.nn.Module
-    vocab: list[str]
-    _encoder: Any = None
-
-    def encoder(self):
-        if self._encoder is None:
-            from polymodal.features.encoders import build_encoder
-
-            self._encoder = build_encoder(self.doc["encoders"]["image"]["name"],
-                                          modality="image")
-        return self._encoder
-
-
-def load_captioner(run: str | Path) -> LoadedCaptioner:
-    """Load a run folder written by `fit_caption`."""
-    run, doc, state = read_run(run, "caption")
-    try:
-        vocab = json.loads((run / "vocab.json").read_text())
-        model = build_captioner(doc.get("model") or doc["spec"])
-        model.load_state_dict(state)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise PolymodalError(f"{run}: not a usable caption run ({e})") from None
-    return LoadedCaptioner(run, doc, model.eval(), vocab)
-
-
-def caption_images(run: LoadedCaptioner, images: Sequence[str | Path],
-                   beam: int | None = None) -> list[str]:
-    """Captions for image files (encoded with the run's image encoder)."""
-    if beam is not None and beam < 1:
-        raise UsageError(f"--beam must be at least 1, got {beam}")
-    enc = run.encoder()
-    try:
-        x = enc.encode(list(images)).float().numpy()
-    except DecodeError as e:
-        raise PolymodalError(f"{e.path}: {e.reason}") from None
-    c = run.doc["config"]
-    return decode(run.model, x, run.vocab, beam or c["beam"], c["max_len"],
-                  c.get("length_penalty", 0.0))
-
-
 def format_caption_metrics(res: dict) -> str:
     """Test metrics table as printed by the CLI."""
     cols = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D", "ROUGE-L"]
@@ -328,6 +206,5 @@ def format_caption_metrics(res: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CaptionConfig", "LoadedCaptioner", "build_vocab",
-           "caption_images", "fit_caption", "format_caption_metrics", "load_captioner",
+__all__ = ["CaptionConfig", "build_vocab", "fit_caption", "format_caption_metrics",
            "nearest_neighbour_captions"]

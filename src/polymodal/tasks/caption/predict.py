@@ -3,13 +3,75 @@ run), built on `load_captioner` / `caption_images`. The image encoder is rebuilt
 stored name and checked against the stored id before any image is captioned."""
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from polymodal.core.runfolder import RunFolder
+import numpy as np
+import torch
+
+from polymodal.core.errors import DecodeError, PolymodalError, UsageError
+from polymodal.core.runfolder import RunFolder, read_run
+from polymodal.nn.generative import beam_decode, build_captioner
+from polymodal.tasks.caption.data import ids_to_text
 from polymodal.features.encoders.base import Encoder, rebuild_encoder, warm_up
-from polymodal.tasks.caption.fit import LoadedCaptioner, caption_images, load_captioner
+
+
+def decode(model: torch.nn.Module, feats: np.ndarray, vocab: Sequence[str], beam: int,
+           max_len: int, length_penalty: float = 0.0, batch: int = 256) -> list[str]:
+    out: list[str] = []
+    for s in range(0, len(feats), batch):
+        f = torch.from_numpy(np.ascontiguousarray(feats[s:s + batch], np.float32))
+        out += [ids_to_text(ids, vocab) for ids in
+                beam_decode(model, f, beam=beam, max_len=max_len, length_penalty=length_penalty)]
+    return out
+
+
+@dataclass
+class LoadedCaptioner:
+    run: Path
+    doc: dict
+    model: torch.nn.Module
+    vocab: list[str]
+    _encoder: Any = None
+
+    def encoder(self):
+        if self._encoder is None:
+            from polymodal.features.encoders import build_encoder
+
+            self._encoder = build_encoder(self.doc["encoders"]["image"]["name"],
+                                          modality="image")
+        return self._encoder
+
+
+def load_captioner(run: str | Path) -> LoadedCaptioner:
+    """Load a run folder written by `fit_caption`."""
+    run, doc, state = read_run(run, "caption")
+    try:
+        vocab = json.loads((run / "vocab.json").read_text())
+        model = build_captioner(doc.get("model") or doc["spec"])
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise PolymodalError(f"{run}: not a usable caption run ({e})") from None
+    return LoadedCaptioner(run, doc, model.eval(), vocab)
+
+
+def caption_images(run: LoadedCaptioner, images: Sequence[str | Path],
+                   beam: int | None = None) -> list[str]:
+    """Captions for image files (encoded with the run's image encoder)."""
+    if beam is not None and beam < 1:
+        raise UsageError(f"--beam must be at least 1, got {beam}")
+    enc = run.encoder()
+    try:
+        x = enc.encode(list(images)).float().numpy()
+    except DecodeError as e:
+        raise PolymodalError(f"{e.path}: {e.reason}") from None
+    c = run.doc["config"]
+    return decode(run.model, x, run.vocab, beam or c["beam"], c["max_len"],
+                  c.get("length_penalty", 0.0))
+
 
 
 class Captioner:

@@ -7,8 +7,8 @@ from polymodal.core.lazy import lazy_exports
 _EXPORTS = {
     'GenerateConfig': 'polymodal.tasks.generate.config',
     'fit_generate': 'polymodal.tasks.generate.fit',
-    'load_generator': 'polymodal.tasks.generate.fit',
-    'generate_images': 'polymodal.tasks.generate.fit',
+    'load_generator': 'polymodal.tasks.generate.predict',
+    'generate_images': 'polymodal.tasks.generate.predict',
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

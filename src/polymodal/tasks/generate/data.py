@@ -251,7 +251,7 @@ def score(model: Any, data: GenData, kind: str, cfg: Any, out: Path, progress: b
 
 def fit_digit_classifier(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
                          val_labels: np.ndarray, epochs: int = 5, seed: int = 0,
-                         progress: bool = False) -> "DigitCNN":
+                         progress: bool = False) -> Any:
     """Train a `DigitCNN` on ``images [N, C, S, S]`` in [0, 1] and integer labels (0..K-1),
     keeping the epoch with the best validation accuracy. Small random shifts augment."""
     import torch

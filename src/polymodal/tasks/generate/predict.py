@@ -4,14 +4,75 @@ rebuilt from the run's stored name and checked against the stored id before any 
 encoded."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from polymodal.core.runfolder import RunFolder
+from polymodal.core.errors import UsageError
+from polymodal.core.runfolder import RunFolder, read_run
+from polymodal.nn.generative import CVAE, CondGAN, build_generator
+from polymodal.tasks.generate import data as gd
 from polymodal.features.encoders.base import Encoder, rebuild_encoder, warm_up
-from polymodal.tasks.generate.fit import (LoadedGenerator, generate_grid, generate_images,
-                                          load_generator)
+
+
+@dataclass
+class LoadedGenerator:
+    run: Path
+    doc: dict
+    model: CVAE | CondGAN
+    _encoder: Any = None
+
+    def encoder(self):
+        if self._encoder is None:
+            from polymodal.features.encoders import build_encoder
+
+            cond = self.doc["condition"]
+            self._encoder = build_encoder(self.doc["encoders"][cond]["name"], modality=cond)
+        return self._encoder
+
+
+def load_generator(run: str | Path) -> LoadedGenerator:
+    """Load a run folder written by `fit_generate`."""
+    run, doc, state = read_run(run, "generate")
+    model = build_generator(doc.get("model") or doc["spec"])
+    model.load_state_dict(state)
+    return LoadedGenerator(run, doc, model.eval())
+
+
+def condition_vector(gen: LoadedGenerator, text: str | None = None,
+                     audio: str | None = None) -> torch.Tensor:
+    """Encode a text or audio prompt with the run's encoder -> ``[1, cond_dim]``."""
+    if (text is None) == (audio is None):
+        raise UsageError("give exactly one of --text or --audio")
+    want = "text" if text is not None else "audio"
+    if want != gen.doc["condition"]:
+        raise UsageError(f"this run is conditioned on {gen.doc['condition']}; use "
+                         f"--{gen.doc['condition']}")
+    enc = gen.encoder()
+    if text is not None:
+        gd.check_prompt(enc, text)
+    return enc.encode([text if text is not None else audio]).float()
+
+
+def generate_images(gen: LoadedGenerator, text: str | None = None, audio: str | None = None,
+                    n: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` images ``[n, C, S, S]`` in [0, 1] for one prompt."""
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, got {n}")
+    c = condition_vector(gen, text, audio).repeat(n, 1)
+    z = torch.randn(n, gen.model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return gen.model.sample(c, z).numpy()
+
+
+def generate_grid(gen: LoadedGenerator, out: str | Path, text: str | None = None,
+                  audio: str | None = None, n: int = 16, seed: int = 0) -> Path:
+    """Generate ``n`` images for a prompt and save them as one PNG grid."""
+    imgs = generate_images(gen, text, audio, n, seed)
+    return gd.save_grid(imgs, Path(out), cols=int(np.ceil(np.sqrt(n))))
+
 
 
 class ImageGenerator:

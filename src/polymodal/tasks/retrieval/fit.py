@@ -37,9 +37,15 @@ from polymodal.train.config import TrainConfig
 from polymodal.train.loop import fit_loop, seed_everything
 
 Modality = Literal["text", "image", "audio"]
-ALIGNERS = ("dcca", "autoencoder")  # fitted by their own .fit, wrapped as the model's aligner
 METHODS = tuple(ALIGNMENTS.names())
-REGRESSION = ("mse", "cosine")
+
+
+def method_kind(loss: str) -> str:
+    """How a method trains, from its registry metadata: ``loss`` (heads trained with a
+    contrastive loss), ``regression`` (query regressed onto the fixed target features),
+    ``closed-form`` (linear CCA) or ``aligner`` (deep CCA / autoencoder: their own ``fit``)."""
+    meta = ALIGNMENTS.get(loss).metadata
+    return meta.get("fit") or meta["kind"]
 
 
 def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
@@ -49,10 +55,11 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
     opts = {"normalize": False}
     if cfg.head == "mlp":
         opts.update(hidden=cfg.hidden, dropout=cfg.dropout)
-    if cfg.loss in REGRESSION:  # regress the query onto the fixed target features
+    kind = method_kind(cfg.loss)
+    if kind == "regression":  # regress the query onto the fixed target features
         specs = {"query": {"kind": cfg.head, "in_dim": dq, "out_dim": dt, **opts},
                  "target": {"kind": "identity", "in_dim": dt}}
-    elif cfg.loss in ALIGNERS:
+    elif kind == "aligner":
         # deep CCA whitens each batch: it needs (well) more pairs per batch than components
         k_dcca = max(2, min(cfg.dim, cfg.batch_size // 2, len(data.pairs("train")[0]) // 8))
         specs = {"query": {"kind": "identity", "in_dim": dq},
@@ -61,7 +68,7 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
                               "hidden": [cfg.hidden]} if cfg.loss == "dcca" else
                              {"kind": "autoencoder", "dims": {"query": dq, "target": dt},
                               "latent_dim": cfg.dim, "hidden": cfg.hidden})}
-    elif cfg.loss == "cca":  # more components than ~n/8 pairs only fit noise
+    elif kind == "closed-form":  # linear CCA: more components than ~n/8 pairs fit noise
         k = max(2, min(cfg.dim, dq, dt, len(data.pairs("train")[0]) // 8))
         specs = {s: {"kind": "linear", "in_dim": d, "out_dim": k, "normalize": False}
                  for s, d in (("query", dq), ("target", dt))}
@@ -222,9 +229,9 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     gen = seed_everything(cfg.train.seed)
     model = _build_model(cfg, data)
     train_info: dict = {}
-    if cfg.loss == "cca":
+    if method_kind(cfg.loss) == "closed-form":
         _fit_cca(model, data, cfg)
-    elif cfg.loss in ALIGNERS:
+    elif method_kind(cfg.loss) == "aligner":
         train_info = _fit_aligner(model, data, cfg, out, resume)
     else:
         qx, tx = torch.from_numpy(data.query.x), torch.from_numpy(data.target.x)
