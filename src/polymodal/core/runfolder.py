@@ -34,7 +34,8 @@ REFIT = {"retrieval": "polymodal fit retrieval", "classification": "polymodal fi
          "caption": "polymodal fit caption", "generate": "polymodal fit generate"}
 
 
-def _one_line(e: BaseException, limit: int = 200) -> str:
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception message on one line (YAML / torch messages span several), shortened."""
     msg = " ".join(str(e).split())
     return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
@@ -80,7 +81,7 @@ class RunFolder:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise PolymodalError(f"{path}: corrupt run config ({type(e).__name__}: "
-                                 f"{_one_line(e)})") from None
+                                 f"{one_line(e)})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("task"), str):
             raise PolymodalError(f"{path}: corrupt run config (no 'task')")
         version = doc.get("format_version", 1)
@@ -162,7 +163,7 @@ class RunFolder:
             return load_file(str(path))
         except Exception as e:  # safetensors raises several types for a corrupt file
             raise PolymodalError(f"{path}: corrupt weights ({type(e).__name__}: "
-                                 f"{_one_line(e)})") from None
+                                 f"{one_line(e)})") from None
 
     def read_json(self, name: str) -> Any:
         try:
@@ -170,7 +171,7 @@ class RunFolder:
         except FileNotFoundError:
             raise PolymodalError(f"{self.root}: {name} is missing") from None
         except (OSError, ValueError) as e:
-            raise PolymodalError(f"{self.root / name}: cannot read ({_one_line(e)})") from None
+            raise PolymodalError(f"{self.root / name}: cannot read ({one_line(e)})") from None
 
     # ------------------------------------------------------------ writing
     def store_path(self, p: str | Path | None) -> str | None:
@@ -212,7 +213,7 @@ class RunFolder:
         return self.root / name
 
 
-def read_run(run: str | Path, task: str, kind: str | None = None) -> tuple[Path, dict, dict]:
+def read_run(run: str | Path, task: str) -> tuple[Path, dict, dict]:
     """``(folder, config doc with resolved paths, weights)`` of a ``task`` run."""
     rf = RunFolder.open(run, task)
     doc = dict(rf.doc)

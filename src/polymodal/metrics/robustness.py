@@ -125,7 +125,7 @@ def plot_robustness(rows: Sequence[Mapping], path: str | Path, metric: str = "ac
             if not pts:
                 continue
             lv, val, sd = map(np.array, zip(*pts))
-            style = "--" if str(meth).startswith("unimodal:") else "-"
+            style = "--" if str(meth).partition(":")[0] == "unimodal" else "-"  # baselines dashed
             ax.errorbar(lv, val, yerr=sd if np.any(sd) else None, marker="o", ms=3,
                         ls=style, color=cmap(c % 10), capsize=2, label=str(meth))
         if kind == "noise":

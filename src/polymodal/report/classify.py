@@ -244,7 +244,7 @@ def compare_report(compare_dir: str | Path, out: str | Path, max_rows: int = 60)
                      attention_section(run) + "</div>")
     others = [attention_section(root / runs[m][0]).replace(
         "Fusion weights by class", f"Fusion weights by class: {html.escape(m)}")
-        for m in runs if m != best and runs[m] and not m.startswith("unimodal:")]
+        for m in runs if m != best and runs[m] and m.partition(":")[0] != "unimodal"]
     if any(others):  # fusions that expose weights (attention, gated, cross-attention)
         parts.append("<div class='plots'>" + "".join(others) + "</div>")
     parts.append(robustness_table(root, max_rows))

@@ -15,7 +15,7 @@ class TrainConfig(StrictConfig):
     lr: float = Field(1e-3, gt=0, description="learning rate (AdamW)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
-    seed: int = Field(0, description="random seed (initialisation, batches, carved splits)")
+    seed: int = Field(0, description="random seed (initialisation, batch order, dropout); splits never depend on it")
     grad_clip: float | None = Field(5.0, description="clip the gradient norm to this "
                                                        "(0 or null: no clipping)")
     betas: tuple[float, float] | None = Field(

@@ -93,7 +93,8 @@ def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
     encoded differently from the training features. One-line `PolymodalError` otherwise."""
     from polymodal.features.encoders.registry import build_encoder
 
-    usable = name and not name.startswith("hf:local/")
+    scheme, _, arg = (name or "").partition(":")
+    usable = bool(name) and not (scheme == "hf" and arg.partition("/")[0] == "local")
     chosen = name if usable else fallback
     if not chosen:
         raise PolymodalError(f"{where}: its {modality} features were made by encoder "

@@ -20,15 +20,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
 from torch import nn
 
-from polymodal.core.atomic import atomic_path, atomic_write_text
+from polymodal.core.atomic import atomic_write_text
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.core.runfolder import RunFolder, absolute_paths, read_run
@@ -39,7 +38,6 @@ from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
 from polymodal.tasks.classify.data import (check_targets, ClassData, PeakMemory, decode_outputs, prepare_data,
                                         score_outputs, unimodal_prior, write_predictions)
 from polymodal.tasks.classify.config import ClassifierConfig
-from polymodal.train.config import TrainConfig
 from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
 UNIMODAL = "unimodal:"

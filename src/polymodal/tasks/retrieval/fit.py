@@ -16,9 +16,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from pydantic import BaseModel, Field
-from torch import nn
 
 from polymodal.nn.dual_encoder import AlignModel
 from polymodal.objectives.losses import get_loss, loss_names, loss_params
@@ -33,7 +30,6 @@ from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.features.encode import encode_manifest
 from polymodal.tasks.retrieval.data import PairedData, Side, check_pairs, load_pairs
 from polymodal.tasks.retrieval.config import RetrievalConfig
-from polymodal.train.config import TrainConfig
 from polymodal.train.loop import fit_loop, seed_everything
 
 Modality = Literal["text", "image", "audio"]

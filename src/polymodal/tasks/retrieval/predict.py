@@ -15,7 +15,7 @@ from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, Record, read_manifest
 from polymodal.features.encoders import Encoder, build_encoder
 from polymodal.features.encoders.base import is_single, warm_up
-from polymodal.core.runfolder import RunFolder
+from polymodal.core.runfolder import RunFolder, one_line as _one_line
 from polymodal.core.splits import run_splits
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.tasks.retrieval.config import RetrievalConfig
@@ -91,12 +91,6 @@ def load_run(root: str | Path) -> RetrievalRun:
     return RetrievalRun(rf.root, cfg, model, {m: e["name"] for m, e in enc.items()},
                         load_index(rf.file("index")),
                         encoder_ids={m: e["id"] for m, e in enc.items()})
-
-
-def _one_line(e: BaseException, limit: int = 200) -> str:
-    """An exception message on one line (YAML / torch messages span several), shortened."""
-    msg = " ".join(str(e).split())
-    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 
 def embed_query(run: RetrievalRun, modality: str, item: Any) -> np.ndarray:
