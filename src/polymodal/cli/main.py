@@ -319,16 +319,26 @@ def cmd_explain(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- generation (caption, generate,
 # transcribe): commands and their parser block
-def cmd_fit_caption(a: argparse.Namespace) -> int:
-    from polymodal.cli.options import config_from_args
-    from polymodal.tasks.caption.config import CaptionConfig
-    from polymodal.tasks.caption.fit import fit_caption, format_caption_metrics
+def _fit_generation(a: argparse.Namespace, task: str) -> int:
+    """``fit caption`` / ``fit generate``: config from the options, fit, print the metrics."""
+    import importlib
 
-    cfg = config_from_args(CaptionConfig, a)
-    res = fit_caption(cfg, a.out, resume=a.resume, progress=not a.quiet)
-    print(format_caption_metrics(res))
+    from polymodal.cli.options import config_from_args
+
+    cls, fit, fmt = {"caption": ("CaptionConfig", "fit_caption", "format_caption_metrics"),
+                     "generate": ("GenerateConfig", "fit_generate",
+                                  "format_generate_metrics")}[task]
+    config = getattr(importlib.import_module(f"polymodal.tasks.{task}.config"), cls)
+    module = importlib.import_module(f"polymodal.tasks.{task}.fit")
+    res = getattr(module, fit)(config_from_args(config, a), a.out, resume=a.resume,
+                               progress=not a.quiet)
+    print(getattr(module, fmt)(res))
     print(f"run folder: {a.out}")
     return 0
+
+
+def cmd_fit_caption(a: argparse.Namespace) -> int:
+    return _fit_generation(a, "caption")
 
 
 def cmd_caption(a: argparse.Namespace) -> int:
@@ -341,15 +351,7 @@ def cmd_caption(a: argparse.Namespace) -> int:
 
 
 def cmd_fit_generate(a: argparse.Namespace) -> int:
-    from polymodal.cli.options import config_from_args
-    from polymodal.tasks.generate.config import GenerateConfig
-    from polymodal.tasks.generate.fit import fit_generate, format_generate_metrics
-
-    cfg = config_from_args(GenerateConfig, a)
-    res = fit_generate(cfg, a.out, resume=a.resume, progress=not a.quiet)
-    print(format_generate_metrics(res))
-    print(f"run folder: {a.out}")
-    return 0
+    return _fit_generation(a, "generate")
 
 
 def cmd_generate(a: argparse.Namespace) -> int:

@@ -3,25 +3,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from polymodal.core.config import StrictConfig, in_registry
-from polymodal.features.encoders.registry import check_encoder_map
+from polymodal.core.config import in_registry
 from polymodal.nn.registry import CAPTION_DECODERS
+from polymodal.tasks.common import DataConfig
 from polymodal.train.config import TrainConfig
 
 
-class CaptionConfig(StrictConfig):
+class CaptionConfig(DataConfig):
     """Everything ``fit caption`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str = Field(description="CSV / JSONL / Parquet manifest with image and text")
-    features: str | None = Field(None, description="an already encoded folder (skip encoding)")
-    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
-        {}, description="encoder per modality, e.g. image=efficientnet-lite0 (`polymodal list "
-                        "encoders`)")
-    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
-                                     "text=caption")
-    cache_dir: str | None = Field(None, description="feature cache folder")
     decoder: Annotated[str, in_registry(CAPTION_DECODERS)] = Field(
         "gru", description="caption decoder: `polymodal list decoders`")
     embed_dim: int = Field(256, ge=8, description="word embedding width")

@@ -1,14 +1,14 @@
 """The classification task's configuration: torch-free, the one schema for YAML, CLI and Python."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Sequence
+from typing import Any, Literal, Sequence
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from polymodal.core.config import StrictConfig
 from polymodal.core.errors import UsageError
-from polymodal.features.encoders.registry import MODALITIES, check_encoder_map
+from polymodal.features.encoders.registry import MODALITIES
 from polymodal.nn.registry import FUSIONS
+from polymodal.tasks.common import DataConfig
 from polymodal.train.config import TrainConfig
 
 
@@ -26,10 +26,9 @@ def check_fusion(name: str, modalities: Sequence[str] = MODALITIES) -> str:
     return name
 
 
-class ClassifierConfig(StrictConfig):
+class ClassifierConfig(DataConfig):
     """Everything ``fit classify`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str = Field(description="CSV / JSONL / Parquet manifest")
     target: str = Field("label", description="'label' (the label role) or an extra column")
     task: Literal["auto", "classification", "multilabel", "regression"] = Field(
         "auto", description="auto: from the target column's values")
@@ -44,13 +43,6 @@ class ClassifierConfig(StrictConfig):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the output layer")
     modality_dropout: float = Field(0.0, ge=0, le=1, description="probability of hiding "
                                     "each present modality while training (e.g. 0.3)")
-    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
-        {}, description="encoder per modality, e.g. audio=whisper-tiny (`polymodal list "
-                        "encoders`)")
-    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
-                                     "text=caption")
-    features: str | None = Field(None, description="an already encoded folder (skip encoding)")
-    cache_dir: str | None = Field(None, description="feature cache folder")
     batch_size: int = Field(256, ge=1, description="rows per training batch")
     threads: int = Field(1, ge=1, description="torch CPU threads while training; small "
                                                "models train fastest on one")

@@ -3,29 +3,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from polymodal.core.config import StrictConfig, in_registry
-from polymodal.features.encoders.registry import check_encoder_map
+from polymodal.core.config import in_registry
 from polymodal.nn.registry import GENERATORS
+from polymodal.tasks.common import DataConfig
 from polymodal.train.config import TrainConfig
 
 
-class GenerateConfig(StrictConfig):
+class GenerateConfig(DataConfig):
     """Everything ``fit generate`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str = Field(description="CSV / JSONL / Parquet manifest with images and the "
-                                      "condition modality")
     model: Annotated[str, in_registry(GENERATORS)] = Field(
         "cvae", description="image generator: `polymodal list generators`")
     condition: Literal["text", "audio"] = Field("text", description="modality conditioned on")
-    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
-        {}, description="encoder per modality, e.g. text=minilm (`polymodal list encoders`)")
-    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
-                                     "text=caption")
-    features: str | None = Field(None, description="an already encoded folder for the "
-                                 "condition (skip encoding)")
-    cache_dir: str | None = Field(None, description="feature cache folder")
     size: int = Field(28, ge=8, le=128, description="image side in pixels (28 digits, 64 "
                                                         "drawings)")
     channels: Literal[0, 1, 3] = Field(0, description="1 grey, 3 RGB, 0 auto (1 for size<=32)")

@@ -3,22 +3,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from polymodal.core.config import StrictConfig, in_registry
-from polymodal.features.encoders.registry import check_encoder_map
+from polymodal.core.config import in_registry
 from polymodal.nn.registry import HEADS
 from polymodal.objectives.registry import ALIGNMENTS
+from polymodal.tasks.common import DataConfig
 from polymodal.train.config import TrainConfig
 
 
 Modality = Literal["text", "image", "audio"]
 
 
-class RetrievalConfig(StrictConfig):
+class RetrievalConfig(DataConfig):
     """Everything ``fit retrieval`` needs; the same schema in YAML, CLI and Python."""
 
-    manifest: str = Field(description="CSV / JSONL / Parquet manifest")
     query: Modality = Field("text", description="the modality searched with")
     target: Modality = Field("image", description="the modality searched for (indexed)")
     loss: Annotated[str, in_registry(ALIGNMENTS)] = Field(
@@ -34,14 +33,5 @@ class RetrievalConfig(StrictConfig):
                                            "contrastive)")
     relevance: str = Field("row", description="'row' or a column whose equal values all count "
                                               "as correct (label, caption_group)")
-    encoders: Annotated[dict[str, str], AfterValidator(check_encoder_map)] = Field(
-        {}, description="encoder per modality, e.g. image=efficientnet-lite0, "
-                        "text=hf:<model> (`polymodal list encoders`)")
-    columns: dict[str, str] = Field({}, description="manifest column per role, e.g. "
-                                     "text=caption")
     index: str = Field("auto", description="auto, exact, hnsw or ivfpq")
-    cache_dir: str | None = Field(None, description="feature cache folder (default "
-                                  "$POLYMODAL_CACHE or ~/.cache/polymodal)")
-    features: str | None = Field(None, description="folder written by `polymodal encode --out` "
-                                 "for this manifest: use its vectors instead of encoding")
     train: TrainConfig = TrainConfig()
