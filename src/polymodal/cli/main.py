@@ -298,10 +298,22 @@ def cmd_robustness(a: argparse.Namespace) -> int:
                       progress=not a.quiet)
     print(format_robustness(rows))
     dest = Path(a.out or a.path)
+    from polymodal.report.plots import robustness_png
+
+    _plot(lambda: robustness_png(dest, rows))
     if (dest / "compare.json").is_file():  # the compare report shows the new curves
         _auto_report(a, dest)
     print(f"curves: {dest / 'robustness.csv'}  plot: {dest / 'robustness.png'}")
     return 0
+
+
+def _plot(draw: Callable[[], Path]) -> None:
+    """Draw an analysis picture (report layer); without matplotlib say so and go on."""
+    try:
+        draw()
+    except ImportError as e:
+        print(f"note: no plot ({e.name or e} is not installed: pip install 'polymodal[report]')",
+              file=sys.stderr)
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
@@ -313,6 +325,9 @@ def cmd_explain(a: argparse.Namespace) -> int:
         res = explain_dataset(a.run, split=a.split, repeats=a.repeats, seed=a.seed)
     print(json.dumps(res, indent=1, default=str) if a.json else format_explanation(res))
     if a.row is None:
+        from polymodal.report.plots import importance_png
+
+        _plot(lambda: importance_png(a.run, res))
         print(f"written: {Path(a.run) / 'importance.json'}  {Path(a.run) / 'importance.png'}")
     return 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from itertools import combinations
 from math import factorial
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -101,37 +100,5 @@ def permutation_importance(evaluate: Evaluate, x: Mapping[str, np.ndarray], mask
     return out
 
 
-def plot_importance(result: Mapping, path: str | Path, metric: str = "accuracy") -> Path:
-    """Grouped bars: permutation, ablation and Shapley importance per modality."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from polymodal.core.atomic import atomic_path
-
-    mods = list(result["modalities"])
-    kinds = [("permutation", [result["permutation"][m]["mean"] for m in mods],
-              [result["permutation"][m]["std"] for m in mods]),
-             ("ablation", [result["ablation"][m] for m in mods], None),
-             ("shapley", [result["shapley"]["values"][m] for m in mods], None)]
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(mods) + 2), 4))
-    width = 0.8 / len(kinds)
-    pos = np.arange(len(mods))
-    for k, (name, vals, err) in enumerate(kinds):
-        ax.bar(pos + (k - 1) * width, vals, width, yerr=err, capsize=3, label=name)
-    ax.set_xticks(pos, mods)
-    ax.axhline(0, color="k", lw=.6)
-    ax.set_ylabel(f"{metric} attributed / lost")
-    ax.set_title(f"modality importance ({result.get('split', 'test')} split, "
-                 f"{metric} with all = {result['base']:.3f})")
-    ax.legend(fontsize=8), ax.grid(alpha=.3, axis="y")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 __all__ = ["ablation_importance", "coalition_mask", "coalition_values", "permutation_importance",
-           "plot_importance", "shapley_from_values", "shapley_values"]
+           "shapley_from_values", "shapley_values"]

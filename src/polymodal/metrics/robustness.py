@@ -12,7 +12,6 @@ noisy at test time. Pure functions over ``evaluate(x, mask) -> float`` (any mode
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -102,50 +101,4 @@ def robustness_sweep(evaluate: Evaluate, x: Mapping[str, np.ndarray], mask: np.n
     return rows
 
 
-def plot_robustness(rows: Sequence[Mapping], path: str | Path, metric: str = "accuracy",
-                    title: str = "") -> Path:
-    """One panel per (kind, modality), one line per ``method`` (mean, with ``std`` as error
-    bars when given). Missing: x = fraction missing; noise: x = SNR in dB (decreasing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(dict.fromkeys((r["kind"], r["modality"]) for r in rows))
-    if not panels:
-        raise UsageError("nothing to plot: give --missing or --noise levels")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
-    methods = list(dict.fromkeys(r.get("method", "model") for r in rows))
-    cmap = plt.get_cmap("tab10")
-    for ax, (kind, mod) in zip(axes[0], panels):
-        for c, meth in enumerate(methods):
-            pts = sorted((r["level"], r["value"], r.get("std", 0.0)) for r in rows
-                         if r["kind"] == kind and r["modality"] == mod
-                         and r.get("method", "model") == meth)
-            if not pts:
-                continue
-            lv, val, sd = map(np.array, zip(*pts))
-            style = "--" if str(meth).partition(":")[0] == "unimodal" else "-"  # baselines dashed
-            ax.errorbar(lv, val, yerr=sd if np.any(sd) else None, marker="o", ms=3,
-                        ls=style, color=cmap(c % 10), capsize=2, label=str(meth))
-        if kind == "noise":
-            ax.invert_xaxis()
-            ax.set_xlabel(f"{mod} SNR (dB, lower = noisier)")
-        else:
-            ax.set_xlabel(f"fraction of test rows with {mod} missing")
-        ax.set_ylabel(metric), ax.grid(alpha=.3)
-        ax.set_title(f"{kind}: {mod}")
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                       frameon=False)
-    if title:
-        fig.suptitle(title)
-    path = Path(path)
-    from polymodal.core.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-__all__ = ["add_noise", "mask_missing", "parse_levels", "plot_robustness", "robustness_sweep"]
+__all__ = ["add_noise", "mask_missing", "parse_levels", "robustness_sweep"]

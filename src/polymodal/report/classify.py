@@ -4,7 +4,6 @@ attention / gate weights by class (fusions that have them), training loss, and, 
 analysis commands wrote them, robustness curves and modality-importance bars."""
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections import defaultdict
@@ -106,18 +105,29 @@ def attention_section(run: Path, max_classes: int = 20) -> str:
             ", ".join(f"{m} {v:.3f}" for m, v in overall.items()) + "</p></div>")
 
 
-def _png(path: Path, title: str) -> str:
-    if not path.is_file():
-        return ""
-    return (f"<div><h2>{html.escape(title)}</h2><img class='plot' src='data:image/png;base64,"
-            f"{base64.b64encode(path.read_bytes()).decode()}'></div>")
+def _figure_section(fig: Any, title: str) -> str:
+    from polymodal.report.retrieval import _fig_b64
+
+    return f"<div><h2>{html.escape(title)}</h2><img class='plot' src='{_fig_b64(fig)}'></div>"
 
 
 def analysis_section(folder: Path, table: bool = True, max_rows: int = 40) -> str:
     """Robustness curves and modality importance written by the analysis commands, if any
     (``table``: also the robustness table, first ``max_rows`` rows)."""
-    parts = [_png(folder / "robustness.png", "Robustness: missing and noisy modalities"),
-             _png(folder / "importance.png", "Modality importance")]
+    from polymodal.report.plots import draw_importance, draw_robustness, read_robustness
+
+    parts = []
+    if (folder / "robustness.csv").is_file():  # drawn from the data, not a stale picture
+        rows = read_robustness(folder / "robustness.csv")
+        metric = next((r.get("metric") for r in rows if r.get("metric")), "accuracy")
+        parts.append(_figure_section(draw_robustness(rows, metric, f"{folder.name}: test "
+                                                     f"{metric} under missing / noisy "
+                                                     "modalities"),
+                                     "Robustness: missing and noisy modalities"))
+    if (folder / "importance.json").is_file():
+        res = json.loads((folder / "importance.json").read_text())
+        parts.append(_figure_section(draw_importance(res, res.get("metric", "accuracy")),
+                                     "Modality importance"))
     out = "".join(p for p in parts if p)
     return out + (robustness_table(folder, max_rows) if table else "")
 

@@ -2,10 +2,10 @@
 
 * `robustness(path, missing, noise)`: ``path`` is a run folder (one curve) or a ``compare``
   folder (one curve per method, mean ± std over its seeds). Writes ``robustness.csv`` and
-  ``robustness.png`` into ``path`` (or ``out``); a compare folder's report is rewritten.
+  (the CLI draws ``robustness.png`` from it) into ``path`` (or ``out``).
 * `explain_dataset(run)`: permutation, ablation and exact Shapley importance of each modality
   on the test split (+ mean attention weights for fusions that have them); writes
-  ``importance.json`` and ``importance.png`` into the run folder.
+  ``importance.json`` into the run folder (the CLI draws ``importance.png``).
 * `explain_row(run, row_id)`: prediction, truth, per-modality Shapley contributions to the
   predicted class probability (or the predicted value), attention weights.
 """
@@ -22,8 +22,8 @@ import numpy as np
 from polymodal.core.atomic import atomic_write_text
 from polymodal.core.errors import UsageError
 from polymodal.metrics.importance import (ablation_importance, permutation_importance,
-                                       plot_importance, shapley_values)
-from polymodal.metrics.robustness import plot_robustness, robustness_sweep
+                                       shapley_values)
+from polymodal.metrics.robustness import robustness_sweep
 from polymodal.tasks.classify.data import ClassData, decode_outputs, primary_metric
 from polymodal.tasks.classify.fit import LoadedClassifier, load_classifier
 
@@ -101,8 +101,6 @@ def robustness(path: str | Path, missing: Mapping[str, Sequence[float]] | None =
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "robustness.csv", _csv_text(
         result, ["method", "kind", "modality", "level", "value", "std", "seeds", "metric"]))
-    plot_robustness(result, dest / "robustness.png", metric or "accuracy",
-                    title=f"{path.name}: test {metric} under missing / noisy modalities")
     return result
 
 
@@ -166,7 +164,6 @@ def explain_dataset(run: str | Path, split: str = "test", repeats: int = 5, seed
                                  else None for j, m in enumerate(mods)}
     if write:
         atomic_write_text(Path(run) / "importance.json", json.dumps(res, indent=1))
-        plot_importance(res, Path(run) / "importance.png", metric)
     return res
 
 
