@@ -139,6 +139,7 @@ def test_auto_report_never_fails_the_fit(tmp_path, capsys):
     from polymodal.report.retrieval import auto_report
 
     (tmp_path / "config.yaml").write_text("format_version: 2\ntask: caption\nconfig: {}\n")
+    (tmp_path / "COMPLETE").write_text("")
     assert auto_report(tmp_path) is None
     assert "no report for a 'caption' run" in capsys.readouterr().err
     (tmp_path / "config.yaml").write_text("task: retrieval\nconfig: {}\n")

@@ -155,5 +155,6 @@ def test_unservable_folders_are_clear_errors(tmp_path):
     with pytest.raises(PolymodalError, match="no config.yaml"):
         create_app(tmp_path)
     (tmp_path / "config.yaml").write_text("format_version: 2\ntask: generation\nconfig: {}\n")
+    (tmp_path / "COMPLETE").write_text("")
     with pytest.raises(PolymodalError, match="cannot be served"):
         create_app(tmp_path)

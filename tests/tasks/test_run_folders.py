@@ -186,3 +186,17 @@ def test_partial_train_section_keeps_the_task_defaults(tmp_path):
     assert (c.train.seed, c.train.epochs, c.train.patience) == (3, 20, 4)
     g = GenerateConfig(manifest="m", train={"seed": 1})
     assert (g.train.epochs, g.train.lr, g.train.patience) == (15, 2e-3, 15)
+
+
+def test_a_run_without_its_completion_marker_is_refused(runs, tmp_path, capsys):
+    run, cls = runs
+    for src in (run, cls):
+        assert (src / "COMPLETE").is_file()
+        half = tmp_path / src.name
+        shutil.copytree(src, half)
+        (half / "COMPLETE").unlink()  # what a fit that died after writing its weights leaves
+        with pytest.raises(PolymodalError, match="incomplete run: its fit did not finish"):
+            RunFolder.open(half)
+    assert main(["eval", str(tmp_path / run.name), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete run" in err and len(err.strip().splitlines()) == 1

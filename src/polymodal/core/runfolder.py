@@ -27,6 +27,7 @@ from polymodal.core.errors import PolymodalError
 FORMAT_VERSION = 2
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
+COMPLETE = "COMPLETE"  # written last by a fit: a run without it did not finish
 PATH_KEYS = ("manifest", "features", "cache_dir", "nn_space", "classifier")
 KINDS = {"retrieval": "retrieval run", "classification": "classification run",
          "caption": "caption run", "generate": "generation run"}
@@ -93,6 +94,10 @@ class RunFolder:
             raise PolymodalError(f"{root}: a '{doc['task']}' run, not a {kind}")
         if not isinstance(doc.get("config"), dict):
             raise PolymodalError(f"{path}: corrupt run config (no 'config' mapping)")
+        if version >= 2 and not (root / COMPLETE).is_file():
+            raise PolymodalError(f"{root}: incomplete run: its fit did not finish (no "
+                                 f"{COMPLETE} marker); re-run `{REFIT.get(doc['task'], 'polymodal fit')}"
+                                 " … --resume` or fit again")
         return cls(root, doc)
 
     @property
@@ -174,6 +179,18 @@ class RunFolder:
             raise PolymodalError(f"{self.root / name}: cannot read ({one_line(e)})") from None
 
     # ------------------------------------------------------------ writing
+    def begin(self) -> "RunFolder":
+        """Start (or restart) a fit in this folder: until `finish`, readers refuse the run, so
+        a fit that fails late never leaves a folder that looks complete."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / COMPLETE).unlink(missing_ok=True)
+        return self
+
+    def finish(self) -> Path:
+        """Mark the run complete: the last file a fit writes."""
+        atomic_write_text(self.root / COMPLETE, f"format_version: {FORMAT_VERSION}\n")
+        return self.root / COMPLETE
+
     def store_path(self, p: str | Path | None) -> str | None:
         """How a path is stored: relative to the run folder when inside it, else absolute."""
         if p is None or str(p) == "":

@@ -85,7 +85,7 @@ def fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
 def _fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
                 progress: bool = True) -> dict:
     cfg, out = absolute_paths(config), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).begin()
     data = load_caption_data(cfg, out, progress)
     gen = seed_everything(cfg.train.seed)
     tr, va, te = data.rows("train"), data.rows("val"), data.rows("test")
@@ -146,6 +146,7 @@ def _fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
     samples_figure(out / "samples.jsonl", out / "samples.png")
     for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
+    RunFolder(out).finish()
     return result
 
 

@@ -221,7 +221,7 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
                  manifest: Manifest, features: Path, out: Path, progress: bool = True,
                  resume: bool = False) -> dict:
     """Train, evaluate and save one run on already prepared data (used by `compare`)."""
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).begin()
     write_splits(out / "splits.csv", data.ids, data.split)
     model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume)
     test, val = data.select("test"), data.select("val")
@@ -239,6 +239,7 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
+    RunFolder(out).finish()
     return result
 
 

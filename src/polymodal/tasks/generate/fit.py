@@ -127,7 +127,7 @@ def fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
 def _fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
                  progress: bool = True) -> dict:
     cfg, out = absolute_paths(config), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).begin()
     data = gd.load_data(cfg, out, progress)
     kind = gd.metric_kind(cfg, data)
     gen = seed_everything(cfg.train.seed)
@@ -203,6 +203,7 @@ def _fit_generate(config: GenerateConfig, out: str | Path, resume: bool = False,
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     for f in ("checkpoint.pt",):
         (out / f).unlink(missing_ok=True)
+    RunFolder(out).finish()
     return result
 
 

@@ -206,7 +206,7 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
     check_pairs(manifest, cfg.query, cfg.target, cfg.relevance)  # before any encoding
     encoders = run_encoders(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).begin()
     if cfg.features:
         feats = load_encoded(cfg)
     else:
@@ -262,6 +262,7 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     info = {"train": train_info, "n_test_queries": len(q.x), "n_test_targets": len(t.x),
             "seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_text(out / "run.json", json.dumps(info, indent=1))
+    RunFolder(out).finish()
     return {"metrics": metrics, "baselines": base, **info}
 
 
