@@ -24,6 +24,9 @@ class TrainConfig(StrictConfig):
     lr_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="learning rate over the epochs: cosine decay from lr to 0, or "
                               "constant lr")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="compute of the training steps: fp32, or bf16 autocast (the CPU's "
+                            "AMX / AVX-512 bf16 units) with fp32 master weights and optimizer")
     keep: Literal["best", "last"] = Field(
         "best", description="weights to end with: the epoch with the best validation score, "
                             "or the last epoch run")

@@ -248,7 +248,10 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
             for i, batch in enumerate(batches(epoch)):
                 if world > 1 and i % world != rank:
                     continue
-                loss = step_loss(model, batch)
+                with torch.autocast("cpu", dtype=torch.bfloat16,
+                                    enabled=config.precision == "bf16"):
+                    loss = step_loss(model, batch)
+                loss = loss.float()
                 if not torch.isfinite(loss):
                     raise PolymodalError(f"training diverged at epoch {epoch + 1} (loss "
                                          f"{loss.item()}); lower the learning rate")
