@@ -13,7 +13,9 @@ unique shard names, ``INSERT OR IGNORE``).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import stat
 import os
 import re
 import sqlite3
@@ -56,8 +58,11 @@ class FileHasher:
         self._pending: list[tuple] = []
 
     def digest(self, path: Path) -> str:
-        """Raises OSError when the file cannot be read."""
+        """Raises OSError when the file cannot be read or is not a regular file (checked
+        before anything is opened: a FIFO or a device would block or never end)."""
         st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a folder, pipe or device)", str(path))
         key = str(path.resolve())
         row = self._con.execute("SELECT size, mtime, digest FROM files WHERE path=?",
                                 (key,)).fetchone()
