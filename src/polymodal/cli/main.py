@@ -21,6 +21,17 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     return parse_pairs(values or [], flag)
 
 
+def _print_row_report(warnings, skipped, details: Path) -> None:
+    """What a batch job did with bad cells (warnings) and bad rows (skipped, listed in
+    ``details``), the first few of each."""
+    if warnings:
+        print(f"warnings: {len(warnings)} cells treated as missing")
+        _print_problems(warnings, 5)
+    if skipped:
+        print(f"skipped: {len(skipped)} (details in {details})")
+        _print_problems(skipped, 10)
+
+
 def _print_problems(problems, limit: int = 20) -> None:
     for p in problems[:limit]:
         print(f"  row {p.row if p.row is not None else '-'}  {p.column or '-'}: {p.reason}")
@@ -37,12 +48,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
                           progress=not a.quiet, columns=_pairs(a.column, "--column"))
     print(res.table())
     print(f"rows: {res.rows}  written to: {res.out}")
-    if res.warnings:
-        print(f"warnings: {len(res.warnings)} cells treated as missing")
-        _print_problems(res.warnings, 5)
-    if res.skipped:
-        print(f"skipped: {len(res.skipped)} (details in {res.out / 'skipped.jsonl'})")
-        _print_problems(res.skipped, 10)
+    _print_row_report(res.warnings, res.skipped, res.out / "skipped.jsonl")
     return 0
 
 
@@ -184,12 +190,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
                                  cache_dir=a.cache, progress=not a.quiet)
     out = write_predictions_csv(a.out, model, res)
     print(f"predicted: {len(res.ids)} rows  written to: {out}")
-    if res.warnings:
-        print(f"warnings: {len(res.warnings)} cells treated as missing")
-        _print_problems(res.warnings, 5)
-    if res.skipped:
-        print(f"skipped: {len(res.skipped)} (details in {skipped_path(out)})")
-        _print_problems(res.skipped, 10)
+    _print_row_report(res.warnings, res.skipped, skipped_path(out))
     return 0
 
 

@@ -136,9 +136,7 @@ class RunFolder:
             return p
         if self.format_version >= 2:
             return (self.root / p).resolve()
-        if (self.root / p).exists() or not p.exists():
-            return (self.root / p).resolve() if (self.root / p).exists() else p.resolve()
-        return p.resolve()
+        return (self.root / p).resolve() if (self.root / p).exists() else p.resolve()
 
     def require(self, key: str) -> Path:
         """The config path ``key``, which must exist (else one line naming it)."""

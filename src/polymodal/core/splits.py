@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from polymodal.core.atomic import atomic_write_text
-from polymodal.core.errors import PolymodalError
+from polymodal.core.errors import PolymodalError, UsageError
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
@@ -75,8 +75,8 @@ def check_split_counts(path: object, given: Sequence[str | None], ids: Sequence[
     for name, n_need in need.items():
         n = int(((split == name) & np.asarray(usable, bool)).sum())
         if n < n_need:
-            raise PolymodalError(f"{path}: {n} {name} rows with {what} (need {n_need}; see the "
-                                 "split column)")
+            raise UsageError(f"{path}: {n} {name} rows with {what} (need {n_need}; see the "
+                             "split column)")
 
 
 def write_splits(path: str | Path, ids: Sequence[str], split: Sequence[str]) -> Path:

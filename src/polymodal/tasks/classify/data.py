@@ -25,7 +25,7 @@ import numpy as np
 
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
-from polymodal.core.splits import assign_splits, split_cells
+from polymodal.core.splits import assign_splits, check_split_counts, split_cells
 from polymodal.core.errors import DataError, PolymodalError, Problem, UsageError
 
 REGRESSION_MIN_DISTINCT = 20
@@ -180,12 +180,8 @@ def check_targets(manifest: Manifest, target: str, task: str = "auto") -> None:
     problem = detect_task(values) if task == "auto" else task
     rows = [r.row for r in manifest.records]
     _, has_y, _ = encode_targets(values, rows, problem, str(manifest.path), column)
-    split = assign_splits([r.split for r in manifest.records], manifest.ids, has_y)
-    for name, need in (("train", 2), ("test", 1)):
-        n = int(((split == name) & has_y).sum())
-        if n < need:
-            raise UsageError(f"{manifest.path}: {n} labelled {name} rows in column '{column}' "
-                             f"(need {need}; see the split column)")
+    check_split_counts(manifest.path, [r.split for r in manifest.records], manifest.ids, has_y,
+                       f"a value in column '{column}'", {"train": 2, "test": 1})
 
 
 def prepare_data(manifest: Manifest, fs: FeatureSet, modalities: Sequence[str], target: str,

@@ -9,7 +9,7 @@ import numpy as np
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest
 from polymodal.core.errors import UsageError
-from polymodal.core.splits import assign_splits, split_cells
+from polymodal.core.splits import assign_splits, check_split_counts, split_cells
 
 
 @dataclass
@@ -84,10 +84,7 @@ def load_pairs(features: FeatureSet, manifest: Manifest, query: str, target: str
     if relevance == "row":
         groups = np.arange(len(recs))
     else:
-        vals = [r.label if relevance == "label" else r.extra.get(relevance) for r in recs]
-        if all(v is None for v in vals):
-            raise UsageError(f"--relevance {relevance}: the manifest has no such column (or it "
-                             "is empty); use 'row', 'label' or an extra column")
+        vals = relevance_values(manifest, relevance)
         codes: dict = {}
         groups = np.array([codes.setdefault(("v", v) if v is not None else ("row", i), len(codes))
                            for i, v in enumerate(vals)])
@@ -104,16 +101,19 @@ def check_pairs(manifest: Manifest, query: str, target: str, relevance: str = "r
         if m not in manifest.modalities:
             raise UsageError(f"{manifest.path}: no '{m}' column (it has "
                              f"{', '.join(manifest.modalities) or 'no modality column'})")
-    recs = manifest.records
     if relevance != "row":
-        vals = [r.label if relevance == "label" else r.extra.get(relevance) for r in recs]
-        if all(v is None for v in vals):
-            raise UsageError(f"--relevance {relevance}: {manifest.path} has no such column (or "
-                             "it is empty); use 'row', 'label' or an extra column")
+        relevance_values(manifest, relevance)
+    recs = manifest.records
     both = np.array([r.get(query) is not None and r.get(target) is not None for r in recs], bool)
-    split = assign_splits([r.split for r in recs], [r.id for r in recs], both)
-    for name, need in (("train", 2), ("test", 1)):
-        n = int(((split == name) & both).sum())
-        if n < need:
-            raise UsageError(f"{manifest.path}: {n} {name} rows with both {query} and {target} "
-                             f"(need {need}; see the split column)")
+    check_split_counts(manifest.path, [r.split for r in recs], manifest.ids, both,
+                       f"both {query} and {target}", {"train": 2, "test": 1})
+
+
+def relevance_values(manifest: Manifest, relevance: str) -> list:
+    """Each record's value of the relevance column (``label`` or an extra column); a one-line
+    error when the column is absent or empty."""
+    vals = [r.label if relevance == "label" else r.extra.get(relevance) for r in manifest.records]
+    if all(v is None for v in vals):
+        raise UsageError(f"--relevance {relevance}: {manifest.path} has no such column (or it "
+                         "is empty); use 'row', 'label' or an extra column")
+    return vals

@@ -225,9 +225,10 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     gen = seed_everything(cfg.train.seed)
     model = _build_model(cfg, data)
     train_info: dict = {}
-    if method_kind(cfg.loss) == "closed-form":
+    kind = method_kind(cfg.loss)
+    if kind == "closed-form":
         _fit_cca(model, data, cfg)
-    elif method_kind(cfg.loss) == "aligner":
+    elif kind == "aligner":
         train_info = _fit_aligner(model, data, cfg, out, resume)
     else:
         qx, tx = torch.from_numpy(data.query.x), torch.from_numpy(data.target.x)
