@@ -155,7 +155,7 @@ def test_custom_pixel_limits(tmp_path):
 
 
 def test_folder_is_not_a_file(tmp_path):
-    with pytest.raises(DecodeError, match="not a file"):
+    with pytest.raises(DecodeError, match="not a regular file"):
         load_image(tmp_path)
 
 

@@ -61,7 +61,7 @@ def test_concurrent_requests_are_batched_through_the_app(small_run, singles):
 
     async def main():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             app.state.guard.lock.acquire()
             tasks = [asyncio.create_task(client.post("/search", json={"text": q, "k": k}))
                      for q, k in singles]

@@ -23,7 +23,7 @@ def client(caption_run):
 
     from polymodal.serve.app import create_app
 
-    with TestClient(create_app(caption_run, max_upload_mb=0.5)) as c:
+    with TestClient(create_app(caption_run, max_upload_mb=0.5), base_url="http://localhost") as c:
         yield c
 
 

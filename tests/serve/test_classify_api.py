@@ -23,7 +23,8 @@ def client(small_classify_run):
 
     from polymodal.serve.app import create_app
 
-    with TestClient(create_app(small_classify_run, max_upload_mb=LIMIT_MB)) as c:
+    with TestClient(create_app(small_classify_run, max_upload_mb=LIMIT_MB),
+                    base_url="http://localhost") as c:
         yield c
 
 
@@ -140,7 +141,7 @@ def test_classify_on_a_retrieval_run_says_why(small_run):
 
     from polymodal.serve.app import create_app
 
-    with TestClient(create_app(small_run)) as c:
+    with TestClient(create_app(small_run), base_url="http://localhost") as c:
         r = c.post("/classify", data={"text": "a cat"})
         assert r.status_code == 400 and "retrieval run" in r.json()["detail"]
         assert "fit classify" in r.json()["detail"]

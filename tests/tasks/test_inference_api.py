@@ -132,7 +132,7 @@ def test_predict_cli_from_another_folder(fitted, monkeypatch, capsys):
                  "-q"]) == 0
     out = capsys.readouterr().out
     assert "predicted: 3 rows" in out and "skipped: 2" in out
-    assert "row 4  image: not an image" in out  # reported the way `polymodal encode` does
+    assert "row 4  image: bad.png: not an image: the file contains text" in out  # reported the way `polymodal encode` does
     with open(b / "preds.csv") as fh:
         got = list(csv.reader(fh))
     labels = pm.load(a / "run").labels

@@ -237,7 +237,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from polymodal.serve.app import serve
 
     serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb,
-          max_batch=a.max_batch)
+          max_batch=a.max_batch, allow_hosts=a.allow_host)
     return 0
 
 
@@ -380,11 +380,13 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(a: argparse.Namespace) -> int:
-    from polymodal.tasks.transcribe import (Transcriber, transcribe, transcribe_manifest,
-                                            transcript_wer)
+    from polymodal.tasks.subtitles import subtitle_paths, write_subtitles
+    from polymodal.tasks.transcribe import transcribe, transcribe_manifest, transcript_wer
 
     if bool(a.manifest) == bool(a.audio):
         raise UsageError("give audio files or --manifest (not both)")
+    if a.manifest and (a.srt or a.vtt):
+        raise UsageError("--srt / --vtt write subtitles for audio files, not for --manifest")
     if a.manifest:
         if not a.out:
             raise UsageError("--manifest needs --out (the manifest to write)")
@@ -394,7 +396,7 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
               f"(column '{a.column}')")
         bad = [p for p in res.problems if p.level == "error"]
         if bad:
-            print(f"skipped {len(bad)} rows (audio that does not decode):")
+            print(f"skipped {len(bad)} rows (audio that does not decode or is too long):")
             _print_problems(bad, 10)
         if a.wer_against:
             from polymodal.data.manifest import read_manifest
@@ -405,10 +407,16 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
             print(f"WER vs '{a.wer_against}' ({len(pairs)} clips): "
                   f"{transcript_wer([h for h, _ in pairs], [t for _, t in pairs]):.4f}")
         return 0
-    res = transcribe(a.audio, Transcriber(beam=a.beam), progress=not a.quiet)
+    subs = {fmt: (d, subtitle_paths(a.audio, d, fmt))  # name clashes refused before any work
+            for fmt, d in (("srt", a.srt), ("vtt", a.vtt)) if d}
+    res = transcribe(a.audio, beam=a.beam, progress=not a.quiet)
     for path, text in zip(a.audio, res.texts):
         if text is not None:
             print(f"{path}\t{text}")
+    for fmt, (folder, outs) in subs.items():
+        done = [write_subtitles(o, segs, fmt) for o, segs in zip(outs, res.segments)
+                if segs is not None]
+        print(f"{fmt.upper()}: {len(done)} files written to {folder}", file=sys.stderr)
     for p in res.problems:
         print(f"{'error' if p.level == 'error' else 'warning'}: {p}", file=sys.stderr)
     if any(p.level == "error" for p in res.problems):
@@ -457,6 +465,8 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
     t.add_argument("--beam", type=int, default=1)
     t.add_argument("--wer-against", metavar="COLUMN",
                    help="with --manifest: print the WER against this text column")
+    t.add_argument("--srt", metavar="DIR", help="also write DIR/<file stem>.srt per audio file")
+    t.add_argument("--vtt", metavar="DIR", help="also write DIR/<file stem>.vtt per audio file")
 
 
 # ---------------------------------------------------------------- parser
@@ -564,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-upload-mb", type=float, default=10.0)
     sv.add_argument("--max-batch", type=int, default=64, help="most concurrent searches "
                     "encoded together (1: no batching)")
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="also answer requests whose Host header is NAME (repeatable; '*': any "
+                    "host); localhost, 127.0.0.1, ::1 and --host are always allowed")
 
     rp = add("report", cmd_report, "write a stand-alone HTML report for a run or compare folder")
     rp.add_argument("path", help="run folder or compare folder")

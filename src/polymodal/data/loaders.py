@@ -1,34 +1,48 @@
 """Modality loaders: decode one file into what encoders consume. Errors are `DecodeError`
 naming the file and the reason in plain words (never a library traceback).
 
-Images: any format Pillow reads, EXIF orientation applied, transparency composited on white,
-returned as RGB. Refused with a clear reason: missing or zero-byte files, non-image content
-(e.g. a text file named ``.jpg``), a declared size above ``max_pixels`` (checked from the file
-header *before* any pixel is decoded, so a 100000×100000 "bomb" costs microseconds), images with a
-side under ``MIN_IMAGE_SIDE`` = 2 pixels (1×1 tracking pixels and 1-pixel lines carry no content;
-anything from 2×2 up is resized by the encoders) and truncated or corrupt pixel data (we never set
-Pillow's ``LOAD_TRUNCATED_IMAGES``).
+Every file is checked first by `check_file`: it must be a *regular* file (a folder, a FIFO, a
+device or a symlink to one is refused before it is opened: reading a FIFO blocks forever,
+``/dev/zero`` never ends), not empty and at most ``MAX_FILE_BYTES``. The limits live in
+`polymodal.data.limits` (README "Limits"); each refusal states the value and the limit.
 
-Audio: anything libsndfile reads (WAV, FLAC, OGG, MP3), mixed down to mono float32, resampled to
-the requested rate with a polyphase filter and cut to ``max_seconds`` (only that much is decoded).
-Empty audio, unreadable headers and NaN/infinite samples are refused.
+Images: any format Pillow reads, EXIF orientation applied, transparency composited on white,
+the first frame of an animated image, returned as 8-bit RGB. The size declared in the header
+(PNG, JPEG, GIF, BMP, WebP, TIFF: `polymodal.data.headers`) is checked against ``max_pixels``
+and ``MIN_IMAGE_SIDE`` *before* any pixel is decoded, so a 100000×100000 "bomb" costs
+microseconds. Truncated or corrupt pixel data is an error (we never set Pillow's
+``LOAD_TRUNCATED_IMAGES``). High-bit-depth greys are scaled, not clipped (`to_8bit`).
+
+Audio (`polymodal.data.audio`, re-exported here): anything libsndfile reads (WAV, FLAC, OGG,
+MP3), rate, channels and length checked against the limits before decoding, mixed down to mono
+float32, resampled, cut to ``max_seconds``.
+
+`media_note` is the one header check ``validate`` and ``encode`` both run; it returns what the
+output must say about a usable file (audio cut at ``max_seconds``, an animated image reduced to
+its first frame, a WAV holding fewer frames than its header declares).
 
 Text: Unicode NFC and collapsed whitespace; truncation is the tokenizer's job.
 """
 from __future__ import annotations
 
-import struct
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from polymodal.core.errors import DecodeError, UsageError
+from polymodal.core.errors import DecodeError
+# re-exported: callers import the audio functions, `check_file` and these limits from here
+from polymodal.data.audio import (AudioInfo, check_sample_rate, load_audio,  # noqa: F401
+                                  probe_audio, resample, resample_factors)
+from polymodal.data.headers import check_file, looks_like_text  # noqa: F401
+from polymodal.data.headers import image_size as _header_size
+from polymodal.data.limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE  # noqa: F401
 
-MAX_IMAGE_PIXELS = 89_478_485  # Pillow's default bomb limit (~9459×9459)
-MIN_IMAGE_SIDE = 2
-MAX_AUDIO_SECONDS = 30.0
+__all__ = ["AudioInfo", "ImageInfo", "MAX_AUDIO_SECONDS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE",
+           "check_file", "check_sample_rate", "load_audio", "load_image", "looks_like_text",
+           "media_note", "normalize_text", "probe_audio", "probe_image", "resample",
+           "resample_factors", "to_8bit"]
 
 
 @dataclass(frozen=True)
@@ -38,104 +52,11 @@ class ImageInfo:
     format: str
     width: int
     height: int
+    animated: bool = False
 
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What an audio file's header declares."""
-
-    format: str
-    sample_rate: int
-    channels: int
-    frames: int
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate if self.sample_rate else 0.0
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DecodeError(str(path), "file not found")
-    if not path.is_file():
-        raise DecodeError(str(path), "not a file (is it a folder?)")
-    if path.stat().st_size == 0:
-        raise DecodeError(str(path), "empty file (0 bytes)")
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
-    try:
-        s = head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 3:
-            return False
-        s = head[: e.start].decode("utf-8")
-    return all(c.isprintable() or c in "\r\n\t\f" for c in s)
-
-
-def _jpeg_size(fh) -> tuple[int, int] | None:
-    """Scan JPEG markers up to the first start-of-frame; (width, height) or None."""
-    fh.seek(2)
-    for _ in range(256):
-        b = fh.read(1)
-        while b == b"\xff":
-            b = fh.read(1)
-        if not b:
-            return None
-        marker = b[0]
-        if marker in (0x01, *range(0xD0, 0xD9)):
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            return None
-        seg = fh.read(2)
-        if len(seg) < 2:
-            return None
-        length = struct.unpack(">H", seg)[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            sof = fh.read(5)
-            if len(sof) < 5:
-                return None
-            h, w = struct.unpack(">HH", sof[1:5])
-            return w, h
-        fh.seek(length - 2, 1)
-    return None
-
-
-def _header_size(path: Path) -> tuple[str, int, int] | None:
-    """(format, width, height) read from the first bytes of PNG, JPEG, GIF, BMP and WebP files
-    without Pillow (so no pixel is decoded and no bomb check is triggered); None otherwise."""
-    with path.open("rb") as fh:
-        head = fh.read(32)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
-            w, h = struct.unpack(">II", head[16:24])
-            return "PNG", w, h
-        if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-            w, h = struct.unpack("<HH", head[6:10])
-            return "GIF", w, h
-        if head[:2] == b"BM" and len(head) >= 26:
-            if struct.unpack("<I", head[14:18])[0] == 12:
-                w, h = struct.unpack("<HH", head[18:22])
-            else:
-                w, h = struct.unpack("<ii", head[18:26])
-            return "BMP", abs(w), abs(h)
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-            kind = head[12:16]
-            if kind == b"VP8 ":
-                w, h = struct.unpack("<HH", head[26:30])
-                return "WEBP", w & 0x3FFF, h & 0x3FFF
-            if kind == b"VP8L":
-                bits = struct.unpack("<I", head[21:25])[0]
-                return "WEBP", 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-            if kind == b"VP8X":
-                w = int.from_bytes(head[24:27], "little") + 1
-                h = int.from_bytes(head[27:30], "little") + 1
-                return "WEBP", w, h
-        if head[:2] == b"\xff\xd8":
-            size = _jpeg_size(fh)
-            return ("JPEG", *size) if size else None
-    return None
+    def note(self, max_seconds: float | None = None) -> str | None:
+        """What the output must say about this usable image (None: nothing)."""
+        return "animated image; only the first frame is used" if self.animated else None
 
 
 def _check_size(path: Path, w: int, h: int, max_pixels: int | None, min_side: int) -> None:
@@ -151,7 +72,7 @@ def _open_checked(path: Path, max_pixels: int | None, min_side: int):
     """Cheap checks, then ``Image.open`` (header only, nothing decoded); the caller closes."""
     from PIL import Image
 
-    _check_file(path)
+    check_file(path)
     sniffed = _header_size(path)
     if sniffed is not None:
         _check_size(path, sniffed[1], sniffed[2], max_pixels, min_side)
@@ -162,7 +83,7 @@ def _open_checked(path: Path, max_pixels: int | None, min_side: int):
     except Exception as e:
         with path.open("rb") as fh:
             head = fh.read(512)
-        if _looks_like_text(head):
+        if looks_like_text(head):
             raise DecodeError(str(path), "not an image: the file contains text") from None
         if isinstance(e, Image.UnidentifiedImageError):
             raise DecodeError(str(path), "not an image (unknown or unsupported format)") from None
@@ -178,20 +99,48 @@ def _open_checked(path: Path, max_pixels: int | None, min_side: int):
 
 def probe_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
                 min_side: int = MIN_IMAGE_SIDE) -> ImageInfo:
-    """Cheap check of an image file: exists, non-empty, an image, sensible declared size.
-    Reads the header only; truncated pixel data is found by `load_image`."""
+    """Cheap check of an image file: a regular file, non-empty, an image, sensible declared
+    size. Reads the header only; truncated pixel data is found by `load_image`."""
     path = Path(path)
     with _open_checked(path, max_pixels, min_side) as im:
-        return ImageInfo(im.format or "?", im.size[0], im.size[1])
+        try:
+            animated = bool(getattr(im, "is_animated", False))
+        except Exception:  # a broken second frame: load_image decodes the first only
+            animated = False
+        return ImageInfo(im.format or "?", im.size[0], im.size[1], animated)
 
 
-def _to_rgb(im):
+def to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a high-bit-depth grey image (Pillow modes ``I;16*``, ``I``, ``F``) to uint8.
+
+    The rule: 16-bit unsigned (``I;16*``) by its range, ``v / 257`` (65535 -> 255);
+    32-bit int (``I``): values in 0..255 as they are, in 0..65535 (16-bit data, as Pillow opens
+    some 16-bit files) ``/ 257``, anything else (negative or wider) min-max over the image;
+    float (``F``): values in [0, 1] ``* 255``, in [0, 255] as they are, anything else min-max.
+    A constant image outside 0..255 is clipped. Rounded to the nearest level."""
+    a = arr.astype(np.float32, copy=False)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        a = a / 257.0
+    elif mode == "F" and lo >= 0.0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        pass
+    elif mode == "I" and lo >= 0.0 and hi <= 65535.0:
+        a = a / 257.0
+    elif hi > lo:
+        a = (a - lo) * (255.0 / (hi - lo))
+    return np.rint(np.clip(a, 0.0, 255.0)).astype(np.uint8)
+
+
+def _to_rgb(im, path: Path):
     from PIL import Image
 
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float32)
-        scale = 257.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
-        im = Image.fromarray(np.clip(arr / scale, 0, 255).astype(np.uint8), "L")
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im)
+        if im.mode == "F" and not np.isfinite(arr).all():
+            raise DecodeError(str(path), "image contains NaN or infinite pixel values")
+        im = Image.fromarray(to_8bit(arr, im.mode), "L")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -202,8 +151,8 @@ def _to_rgb(im):
 
 def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
                min_side: int = MIN_IMAGE_SIDE):
-    """Decode an image file to an RGB ``PIL.Image``, honouring EXIF orientation; transparent
-    pixels become white. Raises `DecodeError` with a plain reason for unusable files."""
+    """Decode an image file (its first frame) to an RGB ``PIL.Image``, honouring EXIF
+    orientation; transparent pixels become white. Raises `DecodeError` for unusable files."""
     from PIL import Image, ImageOps
 
     path = Path(path)
@@ -211,13 +160,13 @@ def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
         with _open_checked(path, max_pixels, min_side) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+            return _to_rgb(im, path)
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:
         raise DecodeError(str(path), f"image too large ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e)
+        msg = " ".join(str(e).split())
         if "truncated" in msg.lower():
             raise DecodeError(str(path), "image data is truncated (the file is incomplete)"
                               ) from None
@@ -226,71 +175,12 @@ def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
         raise DecodeError(str(path), f"cannot decode image ({type(e).__name__}: {e})") from None
 
 
-def _sf_reason(e: Exception) -> str:
-    msg = getattr(e, "error_string", None) or str(e)
-    return " ".join(str(msg).split()).rstrip(".")
-
-
-def probe_audio(path: str | Path) -> AudioInfo:
-    """Cheap check of an audio file from its header: exists, readable, not empty."""
-    import soundfile as sf
-
-    path = Path(path)
-    _check_file(path)
-    try:
-        info = sf.info(str(path))
-    except Exception as e:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if _looks_like_text(head):
-            raise DecodeError(str(path), "not an audio file: the file contains text") from None
-        raise DecodeError(str(path), f"cannot decode audio: bad header or unsupported format "
-                                     f"({_sf_reason(e)})") from None
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise DecodeError(str(path), f"cannot decode audio: header declares {info.samplerate} Hz, "
-                                     f"{info.channels} channels")
-    if info.frames <= 0:
-        raise DecodeError(str(path), "audio is empty (0 samples)")
-    return AudioInfo(info.format, int(info.samplerate), int(info.channels), int(info.frames))
-
-
-def resample(wav: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling of a 1-D signal (float32 out)."""
-    if orig_rate == target_rate:
-        return wav.astype(np.float32, copy=False)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(orig_rate, target_rate)
-    return resample_poly(wav, target_rate // g, orig_rate // g).astype(np.float32)
-
-
-def load_audio(path: str | Path, sample_rate: int = 16000,
-               max_seconds: float | None = MAX_AUDIO_SECONDS) -> np.ndarray:
-    """Decode an audio file to mono float32 at ``sample_rate``; only the first ``max_seconds``
-    are read (None: all). Raises `DecodeError` for unusable files."""
-    import soundfile as sf
-
-    if int(sample_rate) <= 0:
-        raise UsageError(f"sample rate must be positive, got {sample_rate}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise UsageError(f"max_seconds must be positive, got {max_seconds}")
-    path = Path(path)
-    info = probe_audio(path)
-    frames = -1 if max_seconds is None else int(np.ceil(max_seconds * info.sample_rate))
-    try:
-        data, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise DecodeError(str(path), f"cannot decode audio ({_sf_reason(e)})") from None
-    if data.size == 0:
-        raise DecodeError(str(path), "audio is empty (0 samples)")
-    if not np.isfinite(data).all():
-        raise DecodeError(str(path), "audio contains NaN or infinite samples")
-    wav = resample(data.mean(axis=1), int(sr), int(sample_rate))
-    if max_seconds is not None:
-        wav = wav[: int(max_seconds * sample_rate)]
-    return wav
+def media_note(modality: str, path: str | Path, max_seconds: float | None = None) -> str | None:
+    """The header check ``validate`` and ``encode`` both run on every image / audio file:
+    `probe_image` or `probe_audio` (raises `DecodeError`), then what the output must say about
+    the usable file (`ImageInfo.note` / `AudioInfo.note`), or None."""
+    info = probe_image(path) if modality == "image" else probe_audio(path)
+    return info.note(max_seconds)
 
 
 def normalize_text(text: str) -> str:

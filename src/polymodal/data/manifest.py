@@ -4,6 +4,12 @@ Roles: ``id``, ``image``, ``text``, ``audio``, ``label``, ``split``. A column na
 plays it; ``columns={"text": "caption"}`` maps another column to a role. Relative media paths
 resolve against the manifest's folder. Empty cells mean "modality missing for this row".
 Rows are numbered from 1 (header excluded) in every message.
+
+File formats are read by `polymodal.data.readers`; every cell is checked by
+`polymodal.data.cells` (ids, texts, paths, nesting, sizes, against `polymodal.data.limits`).
+A bad cell is a row-level `Problem` naming row and column, and the row is dropped, so
+`validate` reports and `encode` skips exactly the same rows. Values are never coerced into
+Python reprs: an id is a string or an integer, a text is a string or a list of strings.
 """
 from __future__ import annotations
 
@@ -11,19 +17,19 @@ import csv
 import io
 import json
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from polymodal.core.errors import DataError, Problem
+from polymodal.data.cells import (CellError, check_cell_size, check_depth, json_type, media_path,
+                                  row_id, show, texts)
+from polymodal.data.readers import FORMATS, read_rows as _read_rows, read_table  # noqa: F401
 
 ROLES = ("id", "image", "text", "audio", "label", "split")
 MODALITIES = ("image", "text", "audio")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-           ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
@@ -98,145 +104,64 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def _csv_rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at line {line}); "
-                        "re-save the file as UTF-8", file=str(path),
-                        row=max(line - 1, 0) or None) from None
-    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
-    n = 0
-    try:
-        header = [h.strip() for h in next(reader, [])]
-        dup = sorted({h for h in header if header.count(h) > 1})
-        if dup:
-            raise DataError(f"duplicate column name '{dup[0]}' in the header", file=str(path),
-                            column=dup[0])
-        rows = []
-        for n, cells in enumerate(reader, 1):
-            if not cells or not any(c.strip() for c in cells):
-                continue  # blank line: counted as a row, skipped
-            if len(cells) > len(header):
-                raise DataError(f"row has {len(cells)} cells but the header has {len(header)}",
-                                file=str(path), row=n)
-            rows.append((n, dict(zip(header, cells))))
-    except csv.Error as e:
-        raise DataError(f"malformed CSV: {e}", file=str(path), row=n + 1) from None
-    return header, rows
-
-
-def _jsonl_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    header: list[str] = []
-    rows = []
-    with path.open("rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise DataError("not valid UTF-8", file=str(path), row=lineno) from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg} (char {e.pos})", file=str(path),
-                                row=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError("each line must be a JSON object", file=str(path), row=lineno)
-            for k in obj:
-                if k not in header:
-                    header.append(k)
-            rows.append((lineno, obj))
-    return header, rows
-
-
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    """Header (column order) and the raw rows as (1-based data row number, dict). Blank lines
-    count as (skipped) rows so that row N of a JSONL file is line N and of a CSV file line N+1
-    (unless cells span lines)."""
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(f"unknown manifest format '{path.suffix}'; use one of "
-                        f"{', '.join(sorted(FORMATS))}", file=str(path))
-    if not path.is_file():
-        raise DataError("manifest file not found", file=str(path))
-    if fmt in ("csv", "tsv"):
-        return _csv_rows(path, fmt)
-    if fmt == "jsonl":
-        return _jsonl_rows(path)
-    try:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises many types for corrupt files
-        msg = " ".join(str(e).split())[:300] or type(e).__name__
-        raise DataError(f"cannot read Parquet file: {msg}", file=str(path)) from None
-    names = list(table.column_names)
-    dup = sorted({h for h in names if names.count(h) > 1})
-    if dup:
-        raise DataError(f"duplicate column name '{dup[0]}'", file=str(path), column=dup[0])
-    return names, list(enumerate(table.to_pylist(), 1))
-
-
 def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str, str]:
     bad = [r for r in mapping if r not in ROLES]
     if bad:
-        raise DataError(f"unknown role '{bad[0]}' in column mapping; roles are {', '.join(ROLES)}",
-                        file=str(path))
+        raise DataError(f"unknown role '{show(bad[0])}' in column mapping; roles are "
+                        f"{', '.join(ROLES)}", file=str(path))
     columns: dict[str, str] = {}
-    lower = {h.lower(): h for h in header}
+    mapped = set(mapping.values())
     for role in ROLES:
         if role in mapping:
             if mapping[role] not in header:
-                raise DataError(f"column '{mapping[role]}' (mapped to role '{role}') is not in the "
-                                f"manifest; its columns are: {', '.join(header) or '(none)'}",
+                raise DataError(f"column '{show(mapping[role])}' (mapped to role '{role}') is not "
+                                f"in the manifest; its columns are: "
+                                f"{', '.join(map(show, header)) or '(none)'}",
                                 file=str(path), column=mapping[role])
             columns[role] = mapping[role]
-        elif role in lower:
-            columns[role] = lower[role]
+            continue
+        hits = [h for h in header if h.strip().lower() == role and h not in mapped]
+        if len(hits) > 1:  # "text" and "TEXT": refuse rather than let one silently win
+            names = " and ".join(f"'{show(h)}'" for h in hits)
+            raise DataError(f"columns {names} both play the role '{role}' (column names are "
+                            f"case-insensitive); rename or drop one, or choose one with "
+                            f"--column {role}=NAME", file=str(path), column=hits[1])
+        if hits:
+            columns[role] = hits[0]
     if not any(m in columns for m in MODALITIES):
         raise DataError(f"no modality column: expected one of {', '.join(MODALITIES)} (or map one "
-                        f"with --column text=NAME); found columns: {', '.join(header) or '(none)'}",
-                        file=str(path))
+                        f"with --column text=NAME); found columns: "
+                        f"{', '.join(map(show, header)) or '(none)'}", file=str(path))
     return columns
 
 
-def _texts(value: Any) -> list[str] | None:
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:  # a CSV cell holding a JSON list of captions (what write_manifest writes)
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
-            value = parsed
-    items = value if isinstance(value, (list, tuple)) else [value]
-    out = []
-    for item in items:
-        if _is_missing(item):
-            continue
-        s = " ".join(unicodedata.normalize("NFC", str(item)).split())
-        if s:
-            out.append(s)
-    return out or None
+def _manifest_path(path: str | Path) -> Path:
+    s = str(path)
+    try:
+        if "\x00" in s:
+            raise ValueError("the manifest path contains a NUL byte")
+        return Path(path).expanduser().resolve()
+    except RuntimeError:  # "~nosuchuser/m.csv"
+        reason = "cannot expand '~' in the manifest path: no such user (or no home directory)"
+    except (OSError, ValueError) as e:
+        reason = f"bad manifest path: {getattr(e, 'strerror', None) or e}"
+    raise DataError(reason, file=show(s, 300)) from None
 
 
-def _media_path(value: Any, root: Path) -> Path | str:
-    """The absolute path of a media cell, or the reason it is not a usable path."""
-    if not isinstance(value, str):
-        return f"expected a file path, got {value!r}"
-    v = value.strip()
-    if "://" in v:
-        return f"expected a local file path, got a URL '{v}'; download the files first"
-    p = Path(v).expanduser()
-    return p if p.is_absolute() else root / p
-
-
-def _nan_problems(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str]
-                  ) -> tuple[list[Problem], bool]:
+def _cell_problems(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str]
+                   ) -> tuple[list[Problem], bool]:
+    """Problems of whole cells before any role reads them: too long, nested too deeply, NaN
+    (a warning; an error in the id column) or infinite."""
     out, bad = [], False
+    for col, v in raw.items():
+        try:
+            check_cell_size(v)
+            check_depth(v)
+        except CellError as e:
+            out.append(Problem(fname, n, col, str(e)))
+            bad = True
+    if bad:
+        return out, True
     for role, col in cols.items():
         v = raw.get(col)
         if isinstance(v, float) and math.isnan(v):
@@ -244,76 +169,98 @@ def _nan_problems(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str]
             out.append(Problem(fname, n, col, "NaN value" + (
                 " in the id column" if level == "error" else "; treated as missing"), level))
             bad = bad or level == "error"
+        elif isinstance(v, float) and math.isinf(v):
+            out.append(Problem(fname, n, col, f"{show(v)} is not a usable {role} value"))
+            bad = True
     return out, bad
+
+
+def _read_row(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str], root: Path,
+              seen: dict[str, int], problems: list[Problem]) -> Record | None:
+    """One checked record, or None (its problems appended) when the row is unusable."""
+    def cell(role: str) -> Any:
+        return raw.get(cols[role]) if role in cols else None
+
+    def fail(role: str | None, reason: str) -> None:
+        problems.append(Problem(fname, n, cols.get(role) if role else None, reason))
+
+    cell_problems, bad = _cell_problems(fname, n, raw, cols)
+    problems += cell_problems
+    if bad:
+        return None
+    try:
+        rid = None if _is_missing(cell("id")) else row_id(cell("id"))
+    except CellError as e:
+        return fail("id", str(e))
+    if rid is None:
+        if "id" in cols:
+            return fail("id", "empty id")
+        rid = str(n)
+    if rid in seen:
+        problems.append(Problem(fname, n, cols.get("id", "id"),
+                                f"duplicate id '{show(rid)}' (first seen in row {seen[rid]})"))
+        return None
+    seen[rid] = n
+    rec = Record(row=n, id=rid)
+    for m in ("image", "audio"):
+        v = cell(m)
+        if not _is_missing(v):
+            try:
+                setattr(rec, m, media_path(v, root))
+            except CellError as e:
+                fail(m, str(e))
+                bad = True
+    if "text" in cols:
+        try:
+            rec.text = texts(cell("text"))
+        except CellError as e:
+            fail("text", str(e))
+            bad = True
+    lab = cell("label")
+    rec.label = None if _is_missing(lab) else (lab.strip() if isinstance(lab, str) else lab)
+    sp = cell("split")
+    if not _is_missing(sp):
+        norm = SPLIT_ALIASES.get(sp.strip().lower()) if isinstance(sp, str) else None
+        if norm is None:
+            what = f"'{show(sp)}'" if isinstance(sp, str) else f"{json_type(sp)} {show(sp)}"
+            fail("split", f"unknown split {what}; use train, val or test")
+            bad = True
+        rec.split = norm
+    if bad:
+        return None
+    if rec.image is None and rec.audio is None and rec.text is None:
+        return fail(None, "all modalities missing (no image, text or audio)")
+    return rec
 
 
 def read_manifest(path: str | Path, columns: dict[str, str] | None = None) -> Manifest:
     """Read and check a manifest. File-level problems raise `DataError`; row-level problems are
     collected in ``manifest.problems`` and the row is dropped (errors) or kept (warnings)."""
-    path = Path(path).expanduser().resolve()
-    header, raw_rows = _read_rows(path)
+    path = _manifest_path(path)
+    header, raw_rows, problems = read_table(path)
+    fname = str(path)
     if not raw_rows:
-        raise DataError("manifest has no rows" + (f" (header: {', '.join(header)})" if header
-                        else " (the file is empty)"), file=str(path))
+        if problems:  # every line unusable: say why instead of "no modality column"
+            p = problems[0]
+            more = f" (and {len(problems) - 1} more rows)" if len(problems) > 1 else ""
+            raise DataError(f"no usable row: {p.reason}{more}", file=fname, row=p.row,
+                            column=p.column)
+        raise DataError("manifest has no rows" + (f" (header: {', '.join(map(show, header))})"
+                        if header else " (the file is empty)"), file=fname)
+    n_rows = len(raw_rows) + len(problems)  # each unparsable line is one row
     cols = _resolve_columns(header, dict(columns or {}), path)
     used = set(cols.values())
     extra_cols = [h for h in header if h not in used]
-    problems: list[Problem] = []
     records: list[Record] = []
     seen: dict[str, int] = {}
-    fname = str(path)
     for n, raw in raw_rows:
-        def cell(role: str) -> Any:
-            return raw.get(cols[role]) if role in cols else None
-
-        nan_problems, bad = _nan_problems(fname, n, raw, cols)
-        problems += nan_problems
-        if bad:
-            continue
-        rid = cell("id")
-        if _is_missing(rid):
-            if "id" in cols:
-                problems.append(Problem(fname, n, cols["id"], "empty id"))
-                continue
-            rid = str(n)
-        rid = str(rid).strip()
-        if rid in seen:
-            problems.append(Problem(fname, n, cols.get("id", "id"),
-                                    f"duplicate id '{rid}' (first seen in row {seen[rid]})"))
-            continue
-        seen[rid] = n
-        rec = Record(row=n, id=rid)
-        for m in ("image", "audio"):
-            v = cell(m)
-            if not _is_missing(v):
-                p = _media_path(v, path.parent)
-                if isinstance(p, str):
-                    problems.append(Problem(fname, n, cols[m], p))
-                    bad = True
-                else:
-                    setattr(rec, m, p)
-        if "text" in cols:
-            rec.text = _texts(cell("text"))
-        lab = cell("label")
-        rec.label = None if _is_missing(lab) else (lab.strip() if isinstance(lab, str) else lab)
-        sp = cell("split")
-        if not _is_missing(sp):
-            norm = SPLIT_ALIASES.get(str(sp).strip().lower())
-            if norm is None:
-                problems.append(Problem(fname, n, cols["split"], f"unknown split '{sp}'; use "
-                                        "train, val or test"))
-                bad = True
-            rec.split = norm
-        if bad:
-            continue
-        if rec.image is None and rec.audio is None and rec.text is None:
-            problems.append(Problem(fname, n, None, "all modalities missing (no image, text or "
-                                    "audio)"))
-            continue
-        rec.extra = {k: raw.get(k) for k in extra_cols}
-        records.append(rec)
+        rec = _read_row(fname, n, raw, cols, path.parent, seen, problems)
+        if rec is not None:
+            rec.extra = {k: raw.get(k) for k in extra_cols}
+            records.append(rec)
+    problems.sort(key=lambda p: p.row or 0)  # stable: a row's problems keep their order
     return Manifest(path=path, records=records, columns=cols, problems=problems,
-                    extra_columns=extra_cols, n_rows=len(raw_rows))
+                    extra_columns=extra_cols, n_rows=n_rows)
 
 
 def write_manifest(records: list[dict[str, Any]], path: str | Path) -> Path:

@@ -2,11 +2,13 @@
 
 `validate_manifest` runs everything `read_manifest` checks (ids present and unique, known split
 values, NaN cells, paths that are not paths, rows with no modality) and then, per row: the media
-files exist and decode with the real loaders (in a thread pool, each distinct file once), texts are
-not empty. File-level errors (missing or empty manifest, non-UTF-8 CSV, a mapped column that is not
+files pass `media_note` (regular file, size, header limits: the check ``encode`` runs too, so
+both refuse the same files with the same reason and state the same notes, e.g. audio cut at
+``max_seconds``) and decode with the real loaders (in a thread pool, each distinct file once),
+texts are not empty. File-level errors (missing or empty manifest, non-UTF-8 CSV, a mapped column that is not
 there, an unreadable Parquet file) do NOT raise: they become a report with one file-level problem
 (row None), so ``polymodal validate`` always prints a table and exits 1 on any error-level problem.
-Only bad arguments (e.g. a non-positive sample rate) raise `UsageError`.
+Only bad arguments (e.g. a sample rate outside the limits) raise `UsageError`.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polymodal.data.loaders import MAX_AUDIO_SECONDS, load_audio, load_image, probe_audio
+from polymodal.data.limits import MAX_AUDIO_SECONDS
+from polymodal.data.loaders import (check_file, check_sample_rate, load_audio, load_image,
+                                    media_note)
 from polymodal.data.manifest import Manifest, read_manifest
-from polymodal.core.errors import DataError, DecodeError, Problem, UsageError
+from polymodal.core.errors import DataError, DecodeError, Problem
 
 
 @dataclass
@@ -60,7 +64,9 @@ class ValidationReport:
                 "problems": [p.to_dict() for p in self.problems]}
 
 
-def _rel(path: Path, root: Path) -> str:
+def media_label(path: Path, root: Path) -> str:
+    """How reports name a media file: relative to the manifest's folder when inside it (the
+    same in ``validate`` and ``encode`` reports)."""
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -81,16 +87,13 @@ def _check_media(manifest: Manifest, sample_rate: int, max_seconds: float | None
 
     def check(job: tuple[str, Path]) -> tuple[str, str] | None:
         m, p = job
-        try:
+        try:  # the header check encode runs too, then a full decode as the encoders do it
+            note = media_note(m, p, max_seconds)
             if m == "image":
                 load_image(p)
-                return None
-            info = probe_audio(p)
-            load_audio(p, sample_rate=sample_rate, max_seconds=max_seconds)
-            if max_seconds is not None and info.duration > max_seconds:
-                return ("warning", f"audio is {info.duration:.1f} s long; only the first "
-                                   f"{max_seconds:g} s are used")
-            return None
+            else:
+                load_audio(p, sample_rate=sample_rate, max_seconds=max_seconds)
+            return None if note is None else ("warning", note)
         except DecodeError as e:
             return ("error", e.reason)
         except Exception as e:  # a loader bug must not hide the other rows
@@ -116,12 +119,11 @@ def validate_manifest(path: str | Path, columns: dict[str, str] | None = None,
                       workers: int | None = None) -> ValidationReport:
     """Check every row of a manifest (and decode its media unless ``check_media`` is False).
     File-level errors become a one-problem report instead of raising."""
-    if int(sample_rate) <= 0:
-        raise UsageError(f"sample rate must be positive, got {sample_rate}")
+    check_sample_rate(sample_rate)
     try:
         manifest = read_manifest(path, columns=columns)
-    except DataError as e:
-        return ValidationReport(Path(path).expanduser().resolve(), [e.problem])
+    except DataError as e:  # the file named as read_manifest resolved it (no second expanduser)
+        return ValidationReport(Path(e.problem.file), [e.problem])
     fname, root = str(manifest.path), manifest.root
     problems = list(manifest.problems)
     where = {(p.row, p.column) for p in problems}
@@ -139,9 +141,14 @@ def validate_manifest(path: str | Path, columns: dict[str, str] | None = None,
             if check_media:
                 res = media.get((m, p))
             else:
-                res = None if p.is_file() else ("error", "file not found")
+                try:
+                    check_file(p)
+                    res = None
+                except DecodeError as e:
+                    res = ("error", e.reason)
             if res is not None:
-                problems.append(Problem(fname, rec.row, col, f"{_rel(p, root)}: {res[1]}", res[0]))
+                problems.append(Problem(fname, rec.row, col, f"{media_label(p, root)}: {res[1]}",
+                                        res[0]))
                 if res[0] == "error":
                     bad_rows.add(rec.row)
                     continue

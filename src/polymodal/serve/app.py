@@ -2,12 +2,14 @@
 classify; caption: caption), health, offline API docs and the static page.
 
 Only files that the run's manifest names are served (``/thumb/{id}``, ``/media/{id}`` look the
-id up in the manifest; the id is never used as a path), so a traversal attempt is a plain 404.
-Uploads are size-limited (``Content-Length`` is checked before the body is read, and the body
-again after) and decoded with the same loaders as the batch jobs, so an undecodable file is a
-4xx with a message, never a crashed worker. Model work runs in a worker thread behind a lock;
-the event loop keeps answering ``/health`` meanwhile. Concurrent searches are encoded in
-batches (`polymodal.serve.batching`).
+id up in the manifest; the id is never used as a path), so a traversal attempt is a plain 404,
+and only when the file's real path (symlinks resolved) is a regular file inside one of the
+manifest's media folders. Request bodies are counted while they stream in and cut with a 413
+at the limit, hosts outside the allow-list get a 400 (`polymodal.serve.guards`); uploads are
+decoded with the same loaders as the batch jobs, so an undecodable file is a 4xx with a
+message, never a crashed worker; an unexpected error is a 500 with a request id only. Model
+work runs in a worker thread behind a lock; the event loop keeps answering ``/health``
+meanwhile. Concurrent searches are encoded in batches (`polymodal.serve.batching`).
 """
 # No ``from __future__ import annotations`` here: FastAPI must see the request models defined
 # inside create_app as real classes, not as strings it cannot resolve.
@@ -15,17 +17,20 @@ import io
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 from polymodal.core.errors import UsageError
-from polymodal.serve.common import (AUDIO_TYPES, FORM_OVERHEAD, IMAGE_TYPES, Guard, run_kind,
+from polymodal.serve.common import (AUDIO_TYPES, IMAGE_TYPES, Guard, k_value, media_roots,
+                                    query_problem, query_text, run_kind, served_file,
                                     upload_modality)
+from polymodal.serve.guards import allowed_hosts, install, validation_message
 
 STATIC = Path(__file__).parent / "static"
 # endpoint -> the run kind that has it; the others answer 400 with a message
 ENDPOINTS = {"/search": "retrieval", "/search/file": "retrieval", "/embed": "retrieval",
              "/classify": "classification", "/caption": "caption"}
+UPLOAD_PATHS = ("/search/file", "/embed", "/classify", "/caption")  # forms up to the upload limit
 __all__ = ["AUDIO_TYPES", "IMAGE_TYPES", "create_app", "hit_dicts", "serve", "upload_modality"]
 
 
@@ -62,19 +67,21 @@ def _thumbnail_png(path: str, mtime: float, size: int = 160) -> bytes:
 
 
 def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool = False,
-               max_batch: int = 64) -> Any:
+               max_batch: int = 64, allow_hosts: Iterable[str] = ()) -> Any:
     """Build the FastAPI app for a run folder. The run's kind (config.yaml ``task``) decides the
     endpoints: retrieval (``/search``, ``/search/file``, ``/embed``, ``/thumb``, ``/media``),
     classification (``/classify``) or caption (``/caption``); the other kinds' endpoints answer
     400 with a message. ``preload`` loads the encoders now instead of on the first request;
-    ``max_batch``: most concurrent searches encoded together (1 turns batching off)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    ``max_batch``: most concurrent searches encoded together (1 turns batching off);
+    ``allow_hosts``: ``Host`` names answered besides localhost, 127.0.0.1 and ::1 (``*``: any)."""
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
 
     from polymodal.tasks.api import load
 
     kind = run_kind(run_dir)
     guard = Guard(max_upload_mb)
+    hosts = allowed_hosts(allow_hosts)
     if kind == "retrieval" and max_batch < 1:
         raise UsageError(f"max_batch must be >= 1, got {max_batch}")
     model = load(run_dir)  # the run's task object: all model work goes through it
@@ -93,19 +100,7 @@ def create_app(run_dir: str | Path, max_upload_mb: float = 10.0, preload: bool =
 
         info = caption_routes(app, guard, model, preload)
     app.description = str(info.pop("description"))
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable) -> Any:
-        size = request.headers.get("content-length", "")
-        if size.isdigit() and int(size) > guard.limit + FORM_OVERHEAD:
-            return JSONResponse({"detail": f"upload larger than {max_upload_mb:g} MB "
-                                           f"({int(size) / 2**20:.1f} MB sent)"}, status_code=413)
-        return await call_next(request)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error ({type(exc).__name__}: "
-                                       f"{str(exc)[:300]})"}, status_code=500)
+    install(app, guard, UPLOAD_PATHS, hosts)
 
     for path, needs in ENDPOINTS.items():
         if needs != kind:
@@ -168,9 +163,11 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
                       max_batch: int = 64) -> dict:
     """Search / embed / thumbnails / media for ``model`` (a `Retriever`); returns its /health
     facts."""
+    from typing import Annotated
+
     from fastapi import File, Form, HTTPException, Request, UploadFile
     from fastapi.responses import FileResponse, Response
-    from pydantic import BaseModel
+    from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
     from starlette.concurrency import run_in_threadpool
 
     from polymodal.serve.batching import SearchBatcher
@@ -179,12 +176,16 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
     if preload:
         model.warm_up()
 
+    n = len(model)
+    Text = Annotated[str, AfterValidator(query_text)]
+    K = Annotated[int, BeforeValidator(lambda v: k_value(v, n))]
+
     class TextQuery(BaseModel):
-        text: str
-        k: int = 10
+        text: Text
+        k: K = min(10, n)
 
     class EmbedText(BaseModel):
-        text: str
+        text: Text
 
     batcher = SearchBatcher(model, max_batch)
     app.state.guard, app.state.batcher = guard, batcher
@@ -211,7 +212,8 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
         return await _batched(q.text, q.k)
 
     @app.post("/search/file")
-    async def search_file(file: UploadFile = File(...), k: int = Form(10)) -> dict:
+    async def search_file(file: UploadFile = File(...),
+                          k: Annotated[K, Form()] = min(10, n)) -> dict:
         """Search with an uploaded image or audio file (multipart: ``file``, ``k``)."""
         path, modality = await guard.save(file)
         try:
@@ -231,6 +233,8 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
                 body = EmbedText.model_validate(await request.json())
+            except ValidationError as e:
+                raise HTTPException(422, validation_message(e.errors())) from None
             except Exception as e:
                 raise HTTPException(422, f"expected JSON {{\"text\": …}} ({e})") from None
             return await _embed("text", body.text)
@@ -246,14 +250,24 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
             finally:
                 path.unlink(missing_ok=True)
         if isinstance(text, str) and text.strip():
+            if query_problem(text):
+                raise HTTPException(422, query_problem(text))
             return await _embed("text", text)
         raise HTTPException(400, "give a non-empty text (JSON or form field) or a file")
 
+    roots: list[frozenset[Path]] = []  # the manifest's media folders, resolved (on first use)
+
     def _record_path(row_id: str) -> Path:
-        path = model.target_file(row_id)  # only files the run's manifest names
-        if path is None:
+        """The real path of a row's file: only files the run's manifest names, and only when
+        that real path is a regular file inside one of the manifest's media folders (a
+        symlink out of them is a 404 like an unknown id)."""
+        path = model.target_file(row_id)
+        if path is not None and not roots:
+            roots.append(media_roots(r.get(cfg.target) for r in model.by_id.values()))
+        real = served_file(path, roots[0]) if path is not None else None
+        if real is None:
             raise HTTPException(404, "not found")
-        return path
+        return real
 
     @app.get("/thumb/{row_id:path}")
     def thumb(row_id: str) -> Response:
@@ -279,10 +293,13 @@ def _retrieval_routes(app: Any, guard: Guard, model: Any, preload: bool,
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = 10.0, max_batch: int = 64) -> None:
+          max_upload_mb: float = 10.0, max_batch: int = 64,
+          allow_hosts: Iterable[str] = ()) -> None:
     """Run the app with uvicorn (blocking); encoders are loaded and warmed up before it
-    listens."""
+    listens. ``Host`` headers answered: localhost, 127.0.0.1, ::1, ``host`` and
+    ``allow_hosts``."""
     import uvicorn
 
-    app = create_app(run_dir, max_upload_mb, preload=True, max_batch=max_batch)
+    app = create_app(run_dir, max_upload_mb, preload=True, max_batch=max_batch,
+                     allow_hosts=[host, *allow_hosts])
     uvicorn.run(app, host=host, port=port, log_level="info")

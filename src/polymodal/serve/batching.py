@@ -6,8 +6,10 @@ at that moment with one `Retriever.search` call (one encoding batch -- MiniLM en
 in about the time of a few single ones on a CPU -- and one index search); requests already
 answered by an earlier batch return at once. Results equal single searches (scores up to float
 rounding): the index is searched with the largest ``k`` in the batch and each request keeps its
-own top ``k``. A file that does not decode fails the batch, so the batch is then retried one
-query at a time and only that request gets the error.
+own top ``k``. A query that fails the batch (a file that does not decode, a text the tokenizer
+rejects: any error) makes the batch retry one query at a time, so only that request gets the
+error and the others their hits. `SearchBatcher.submit` refuses texts that cannot be queries
+(too long, lone surrogates, control characters) before they are queued.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from polymodal.core.errors import PolymodalError
+from polymodal.core.errors import UsageError
+from polymodal.serve.common import query_problem
 from polymodal.tasks.retrieval.predict import Hit, RetrievalRun, Retriever
 
 
@@ -52,8 +55,12 @@ class SearchBatcher:
 
     def submit(self, query: str, k: int, modality: str = "text") -> Pending:
         """Check and queue one search: a text, or the path of an image / audio file (a
-        `UsageError` for an empty text, a modality the run does not align, or a bad ``k``)."""
+        `UsageError` for an empty, too long or invalid text, a modality the run does not align,
+        or a bad ``k``)."""
         self.model.check(query, modality)
+        problem = query_problem(query) if modality == "text" and isinstance(query, str) else None
+        if problem:
+            raise UsageError(f"text query: {problem}")
         self.model.check_k(k)
         item = Pending(query, k, modality)
         with self._plock:
@@ -79,16 +86,12 @@ class SearchBatcher:
         try:
             hits = self.model.search([b.text for b in batch], max(b.k for b in batch),
                                      batch[0].modality)
-        except PolymodalError as e:
+        except Exception as e:
             if len(batch) > 1:  # e.g. one bad file: answer the others one by one
                 for b in batch:
                     self._process([b])
                 return
             batch[0].error, batch[0].done = e, True
-            return
-        except Exception as e:  # every request of the batch gets the error
-            for b in batch:
-                b.error, b.done = e, True
             return
         ms = (time.perf_counter() - t0) * 1000
         for b, h in zip(batch, hits):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polymodal.serve.common import Guard
+from polymodal.serve.common import Guard, query_problem
 
 TOP = 10  # probabilities returned per answer
 
@@ -31,7 +31,7 @@ def answer(model: Any, items: dict[str, Any], top: int = TOP) -> dict:
 def classify_routes(app: Any, guard: Guard, model: Any, preload: bool) -> dict:
     """Add ``POST /classify`` for ``model`` (a `Classifier`) to ``app``; returns the run's
     /health facts."""
-    from fastapi import File, Form, UploadFile
+    from fastapi import File, Form, HTTPException, UploadFile
     from starlette.concurrency import run_in_threadpool
 
     if preload:
@@ -48,6 +48,8 @@ def classify_routes(app: Any, guard: Guard, model: Any, preload: bool) -> dict:
         ``modalities_given`` / ``modalities_missing``, ``modality_weights`` (attention-style
         fusions) and ``latency_ms``."""
         t0 = time.perf_counter()
+        if text is not None and query_problem(text):
+            raise HTTPException(422, query_problem(text))
         items: dict[str, Any] = {}
         saved: dict[str, str] = {}
         try:

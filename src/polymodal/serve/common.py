@@ -6,14 +6,18 @@ paths in messages are replaced by the name the user uploaded.
 """
 from __future__ import annotations
 
+import math
 import mimetypes
+import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any, Callable, Iterable
 
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.data.cells import text_problem
+from polymodal.data.limits import MAX_QUERY_CHARS
 
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -34,6 +38,55 @@ def upload_modality(filename: str | None, content_type: str | None = None) -> tu
     raise UsageError(f"unsupported file type '{Path(filename or '').suffix or content_type or '?'}'"
                      f"; upload an image ({', '.join(sorted(IMAGE_TYPES))}) or audio "
                      f"({', '.join(sorted(AUDIO_TYPES))})")
+
+
+def query_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a query (longer than `MAX_QUERY_CHARS`, a lone surrogate, a
+    control character: the manifests' `text_problem`), or None."""
+    if len(text) > MAX_QUERY_CHARS:
+        return f"text too long ({len(text):,} characters > limit of {MAX_QUERY_CHARS:,})"
+    return text_problem(text)
+
+
+def query_text(text: Any) -> Any:
+    """Pydantic validator of a query text field (a ValueError naming the problem)."""
+    problem = query_problem(text) if isinstance(text, str) else None
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def k_value(v: Any, n: int) -> int:
+    """``k`` of a search: a whole number from 1 to ``n`` (the index size) given as a JSON number
+    or a form string; a ValueError naming the value otherwise (NaN, infinities, 2.5, -1, ...)."""
+    shown = v if isinstance(v, str) else repr(v)
+    bad = ValueError(f"must be a whole number from 1 to {n} (the index size), got "
+                     f"{shown if len(shown) <= 30 else shown[:27] + '…'}")
+    if isinstance(v, str) and v.strip().lstrip("+").isdigit() and len(v.strip()) <= 12:
+        v = int(v.strip())
+    elif isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 1e12:
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= n:
+        raise bad
+    return v
+
+
+def media_roots(items: Iterable[Any]) -> frozenset[Path]:
+    """The folders of a manifest's media files, resolved: what ``/media`` may serve from."""
+    folders = {Path(i).parent for i in items if isinstance(i, (str, os.PathLike))}
+    return frozenset(f.resolve() for f in folders)
+
+
+def served_file(path: Path, roots: frozenset[Path]) -> Path | None:
+    """The real path of ``path`` (symlinks resolved) when it is a regular file inside one of
+    ``roots``, else None."""
+    try:
+        real = path.resolve(strict=True)
+        if stat.S_ISREG(os.stat(real).st_mode) and not roots.isdisjoint(real.parents):
+            return real
+    except (OSError, RuntimeError):  # missing, a loop of links, no permission
+        pass
+    return None
 
 
 def run_kind(run_dir: str | Path) -> str:

@@ -1,35 +1,59 @@
 """Speech -> text with the bundled Whisper tiny.en (CTranslate2, through faster-whisper), offline.
 
-Clips are decoded to 16 kHz mono (`WhisperEncoder.prepare`), turned into Whisper's 30 s log-mel
-window and decoded in batches with CTranslate2's ``Whisper.generate`` (greedy by default,
-no timestamps, English). Batching the whole window is several times faster on a CPU than
-calling ``WhisperModel.transcribe`` once per clip, and for clips under 30 s gives the same
-first-window text. Only the first 30 s of a clip are transcribed (longer clips get a warning).
+Nothing is cut: every file is transcribed in full, up to ``limits.MAX_TRANSCRIBE_SECONDS``
+(4 h; a longer file is refused from its header, before any decoding, with its length and the
+limit). Each file gets its text and timed `Segment` s (start, end, text; `polymodal.tasks.
+subtitles` writes them as SRT / VTT).
+
+* Clips of at most one Whisper window (30 s) are decoded to 16 kHz mono, turned into the 30 s
+  log-mel window and decoded in batches with CTranslate2's ``Whisper.generate`` (greedy by
+  default, no timestamps, English): several times faster on a CPU than one
+  ``WhisperModel.transcribe`` call per clip. Such a clip is one segment, 0 s to its duration.
+* Longer audio goes through faster-whisper's long-form ``WhisperModel.transcribe``: 30 s
+  windows, each advanced to the end of its last complete segment, with start / end times.
+  ``condition_on_previous_text=False``: on spoken digit lists, conditioning on the previous
+  window made the decoder loop and fall back to sampling (37 s instead of 3 s for 70 s of
+  FSDD digits, and fewer digits right). The temperature fallback stays (without it, beam search
+  repeated digits); CTranslate2's sampler is seeded so a run repeats.
+* Memory stays bounded whatever the length: the file is decoded in blocks of
+  ``BLOCK_SECONDS`` (10 min, one block of audio and its mel in memory), each cut at the
+  quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` so that no word is split.
 
 ``transcribe_manifest`` writes a copy of a manifest with a new transcript column (atomic);
-audio that does not decode leaves the cell empty and is reported with its row.
+audio that does not decode, or is over the limit, leaves the cell empty and is reported with
+its row.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from polymodal.core.errors import PolymodalError, Problem, UsageError
+from polymodal.core.errors import DecodeError, PolymodalError, Problem, UsageError
+from polymodal.data import limits
+from polymodal.tasks.subtitles import Segment
 
-MAX_SECONDS = 30.0
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 30.0  # one Whisper window: clips up to this long are batched
+BLOCK_SECONDS = 600.0  # longer audio is decoded and transcribed this much at a time
+SPLIT_SEARCH_SECONDS = 5.0
+_READ_FRAMES = 1 << 16
 
 
 @dataclass
 class TranscribeResult:
-    """Transcripts (None where the audio could not be decoded) and the problems met."""
+    """Per file: the text and segments (None where the file could not be used), the length in
+    seconds (None where the header could not be read); and the problems met."""
 
     texts: list[str | None]
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    segments: list[list[Segment] | None] = field(default_factory=list)
+    durations: list[float | None] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -37,7 +61,8 @@ class TranscribeResult:
 
 
 class Transcriber:
-    """Batched greedy / beam decoding with Whisper tiny.en (see the module docstring)."""
+    """Whisper tiny.en: batched greedy / beam decoding of short clips, faster-whisper's
+    long-form transcription of longer audio (see the module docstring)."""
 
     def __init__(self, model_dir: str | Path | None = None, beam: int = 1, batch_size: int = 8,
                  max_tokens: int = 96, threads: int | None = None):
@@ -56,19 +81,21 @@ class Transcriber:
 
     @property
     def id(self) -> str:
-        return f"whisper-tiny.en|{self.encoder.model_dir.name}|beam={self.beam}|greedy-window"
+        return (f"whisper-tiny.en|{self.encoder.model_dir.name}|beam={self.beam}"
+                f"|short=batched-window|long=faster-whisper-segments,no-condition")
 
     def load(self, path: str | Path) -> np.ndarray:
-        """16 kHz mono waveform of one file (raises `DecodeError`)."""
+        """16 kHz mono waveform of one (short) file (raises `DecodeError`)."""
         return self.encoder.prepare(path)
 
     def transcribe_waves(self, waves: Sequence[np.ndarray]) -> list[str]:
-        """Text of each 16 kHz waveform (first 30 s)."""
+        """Text of each 16 kHz waveform of at most one window (a longer one: its first 30 s;
+        `transcribe_long` takes the rest)."""
+        import ctranslate2
+
         out: list[str] = []
         for s in range(0, len(waves), self.batch_size):
             feats = np.stack([self.encoder.log_mel(w)[0] for w in waves[s:s + self.batch_size]])
-            import ctranslate2
-
             res = self.encoder.whisper.model.generate(
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(feats, np.float32)),
                 [self.prompt] * len(feats), beam_size=self.beam, max_length=self.max_tokens,
@@ -78,57 +105,166 @@ class Transcriber:
                 out.append(self.tokenizer.decode(ids).strip())
         return out
 
+    def transcribe_wave(self, wav: np.ndarray, offset: float = 0.0) -> list[Segment]:
+        """Long-form transcription of one 16 kHz waveform -> segments, times + ``offset``."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(0)
+        segs, _ = self.encoder.whisper.transcribe(
+            wav, language="en", task="transcribe", beam_size=self.beam, vad_filter=False,
+            condition_on_previous_text=False)
+        end = offset + len(wav) / SAMPLE_RATE
+        out = []
+        for s in segs:
+            a = min(max(offset + float(s.start), offset), end)
+            out.append(Segment(a, min(max(offset + float(s.end), a), end), s.text.strip()))
+        return out
+
+    def transcribe_long(self, path: str | Path) -> list[Segment]:
+        """Segments of a whole file, decoded block by block (`audio_blocks`)."""
+        out: list[Segment] = []
+        for offset, wav in audio_blocks(path):
+            out.extend(self.transcribe_wave(wav, offset))
+        return out
+
+
+def audio_blocks(path: str | Path, block_seconds: float | None = None
+                 ) -> Iterator[tuple[float, np.ndarray]]:
+    """``(start in seconds, 16 kHz mono block)`` covering the whole file in order: blocks of
+    ``block_seconds`` (default `BLOCK_SECONDS`), each but the last cut at the quietest 100 ms
+    of its last `SPLIT_SEARCH_SECONDS`; the next block starts there. Raises `DecodeError`."""
+    import soundfile as sf
+
+    from polymodal.data.loaders import resample
+
+    block = float(BLOCK_SECONDS if block_seconds is None else block_seconds)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate, start = int(f.samplerate), 0
+            while True:
+                f.seek(start)
+                mono = _read_mono(f, max(1, int(block * rate)), path)
+                if not mono.size:
+                    return
+                wav = resample(mono, rate, SAMPLE_RATE)
+                if len(mono) < int(block * rate) or start + len(mono) >= f.frames:
+                    yield start / rate, wav
+                    return
+                cut = _quiet_split(wav, min(SPLIT_SEARCH_SECONDS, block / 2))
+                yield start / rate, wav[:cut]
+                start += max(1, round(cut * rate / SAMPLE_RATE))
+    except PolymodalError:
+        raise
+    except Exception as e:
+        raise DecodeError(str(path), f"cannot decode audio ({' '.join(str(e).split())})"
+                          ) from None
+
+
+def _read_mono(f: Any, frames: int, path: str | Path) -> np.ndarray:
+    parts, left = [], frames
+    while left > 0:
+        b = f.read(min(_READ_FRAMES, left), dtype="float32", always_2d=True)
+        if not len(b):
+            break
+        if not np.isfinite(b).all():
+            raise DecodeError(str(path), "audio contains NaN or infinite samples")
+        parts.append(b.mean(axis=1))
+        left -= len(b)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _quiet_split(wav: np.ndarray, search_seconds: float) -> int:
+    """Sample index at the centre of the quietest 100 ms frame in the last ``search_seconds``."""
+    hop = SAMPLE_RATE // 10
+    n = max(1, int(search_seconds * SAMPLE_RATE) // hop)
+    tail = wav[len(wav) - n * hop:]
+    if len(tail) < hop:
+        return len(wav)
+    energy = (tail[: len(tail) // hop * hop].reshape(-1, hop) ** 2).mean(axis=1)
+    return len(wav) - len(tail) + int(energy.argmin()) * hop + hop // 2
+
+
+def too_long(seconds: float) -> str | None:
+    """The refusal for audio over ``limits.MAX_TRANSCRIBE_SECONDS`` (read when called)."""
+    limit = limits.MAX_TRANSCRIBE_SECONDS
+    if seconds <= limit:
+        return None
+    return (f"audio is {seconds:,.1f} s long, over the limit of {limit:,g} s for transcription "
+            f"(MAX_TRANSCRIBE_SECONDS); split the file")
+
 
 def transcribe(paths: Sequence[str | Path], transcriber: Transcriber | None = None,
                progress: bool = True, rows: Sequence[int] | None = None,
-               file: str | None = None, column: str | None = None) -> TranscribeResult:
-    """Transcribe audio files. Files that do not decode give ``None`` and a `Problem`
+               file: str | None = None, column: str | None = None,
+               beam: int = 1) -> TranscribeResult:
+    """Transcribe audio files in full. Every header is checked first (before the model is
+    loaded); files that do not decode or are over the limit give ``None`` and a `Problem`
     (``rows`` / ``file`` / ``column`` locate it in a manifest); the rest go on."""
-    import time
-
+    if beam < 1:
+        raise UsageError(f"beam must be at least 1, got {beam}")
     t0 = time.perf_counter()
-    tr = transcriber or Transcriber()
-    texts: list[str | None] = [None] * len(paths)
-    problems: list[Problem] = []
-    bar = tqdm(total=len(paths), desc="transcribe", unit="clip", disable=not progress,
+    n = len(paths)
+    res = TranscribeResult([None] * n, [], 0.0, [None] * n, [None] * n)
+
+    def fail(i: int, reason: str) -> None:
+        res.problems.append(Problem(file or str(paths[i]), rows[i] if rows is not None else None,
+                                    column, reason))
+
+    usable = []
+    for i, p in enumerate(paths):
+        try:
+            res.durations[i] = _duration(p)
+        except PolymodalError as e:
+            fail(i, getattr(e, "reason", None) or str(e))
+            continue
+        reason = too_long(res.durations[i])
+        if reason:
+            fail(i, reason)
+        else:
+            usable.append(i)
+    if usable:
+        _run(paths, usable, transcriber or Transcriber(beam=beam), res, fail, progress)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run(paths: Sequence[str | Path], usable: list[int], tr: Transcriber, res: TranscribeResult,
+         fail: Any, progress: bool) -> None:
+    bar = tqdm(total=len(usable), desc="transcribe", unit="clip", disable=not progress,
                dynamic_ncols=True)
     todo: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
-        got = tr.transcribe_waves([w for _, w in todo])
-        for (i, _), t in zip(todo, got):
-            texts[i] = t
+        for (i, _), t in zip(todo, tr.transcribe_waves([w for _, w in todo])):
+            res.texts[i] = t
+            res.segments[i] = [Segment(0.0, float(res.durations[i] or 0.0), t)] if t else []
         bar.update(len(todo))
         todo.clear()
 
-    for i, p in enumerate(paths):
-        row = rows[i] if rows is not None else None
+    for i in usable:
         try:
-            info_seconds = _duration(p)
-            wav = tr.load(p)
+            if (res.durations[i] or 0.0) > WINDOW_SECONDS:
+                segs = tr.transcribe_long(paths[i])
+                res.segments[i] = segs
+                res.texts[i] = " ".join(s.text for s in segs if s.text)
+                bar.update(1)
+            else:
+                todo.append((i, tr.load(paths[i])))
         except PolymodalError as e:
-            problems.append(Problem(file or str(p), row, column,
-                                    getattr(e, "reason", None) or str(e)))
+            fail(i, getattr(e, "reason", None) or str(e))
             bar.update(1)
             continue
-        if info_seconds > MAX_SECONDS:
-            problems.append(Problem(file or str(p), row, column, f"audio is {info_seconds:.0f} s;"
-                                    f" only the first {MAX_SECONDS:.0f} s were transcribed",
-                                    level="warning"))
-        todo.append((i, wav))
         if len(todo) >= tr.batch_size:
             flush()
     if todo:
         flush()
     bar.close()
-    return TranscribeResult(texts, problems, time.perf_counter() - t0)
 
 
 def _duration(path: str | Path) -> float:
     from polymodal.data.loaders import probe_audio
 
-    info = probe_audio(path)
-    return info.frames / max(1, info.sample_rate)
+    return probe_audio(path).duration
 
 
 def transcribe_manifest(manifest: str | Path, out: str | Path, column: str = "transcript",
@@ -142,7 +278,7 @@ def transcribe_manifest(manifest: str | Path, out: str | Path, column: str = "tr
     if "audio" not in man.modalities:
         raise UsageError(f"{manifest}: no audio column to transcribe")
     recs = [r for r in man.records if r.audio is not None]
-    res = transcribe([r.audio for r in recs], Transcriber(beam=beam), progress=progress,
+    res = transcribe([r.audio for r in recs], beam=beam, progress=progress,
                      rows=[r.row for r in recs], file=str(man.path), column=man.column_of("audio"))
     by_row = {r.row: t for r, t in zip(recs, res.texts)}
     media = [man.column_of(m) for m in ("image", "audio") if m in man.modalities]
@@ -189,5 +325,5 @@ def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str]) -> float:
     return word_error_rate([h for h, _ in pairs], [r for _, r in pairs])
 
 
-__all__ = ["TranscribeResult", "Transcriber", "transcribe", "transcribe_manifest",
-           "transcript_wer"]
+__all__ = ["Segment", "TranscribeResult", "Transcriber", "audio_blocks", "transcribe",
+           "transcribe_manifest", "transcript_wer"]

@@ -1,33 +1,46 @@
-"""Content-addressed feature store.
+"""Content-addressed feature store that verifies every vector it returns.
 
 Layout under ``root``::
 
-    files.sqlite                 path + size + mtime -> content digest (saves re-hashing)
-    <encoder-slug>/index.sqlite  content digest -> (shard, row)
-    <encoder-slug>/shard-*.npy   float16 matrices, memory-mapped on read
+    files.sqlite                 path -> (size, mtime, ctime, inode, device, hashed_at) -> digest
+                                 (`polymodal.features.cache.files.FileHasher`)
+    <encoder-slug>/index.sqlite  key -> (shard, row, checksum); meta: encoder_id, dim
+    <encoder-slug>/shard-*.f16   raw little-endian float16 rows of ``dim`` values
 
 The key of a vector is (encoder id incl. preprocessing settings, digest of the file bytes or
-text). Shards are written to a temp file and renamed before their index rows are committed, so a
-crash never leaves a half-written vector visible; two processes can write at once (SQLite locks,
-unique shard names, ``INSERT OR IGNORE``).
+text). A writer appends rows to a shard file of its own and then commits their index rows in one
+transaction (`put` is a checkpoint), so a killed process loses at most the put it was in; two
+processes can write at once (SQLite locks, one shard file per writer, ``INSERT OR IGNORE``).
+
+Each index row carries ``checksum`` = blake2b(key + the row's bytes). `fetch` checks it and
+finiteness for every vector it reads and *drops* entries that fail (corrupt bytes, a truncated
+or deleted shard, an index row pointing at the wrong row, NaN), so callers re-encode them; a bad
+vector is never returned. Reads use ``pread`` (no memory map: a shard truncated under a map
+would kill the process with SIGBUS). Shard files no index row refers to (a writer killed before
+its first commit, a shard whose entries were all dropped, the ``.npy`` shards of format 1) are
+removed by `gc` once older than a grace period, run on open.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
-import stat
 import os
 import re
-import sqlite3
+import stat
+import time
 import uuid
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from polymodal.core.atomic import atomic_path
+from polymodal.features.cache.files import FileHasher, connect, file_digest, text_digest
 
-DTYPE = np.float16
+DTYPE = np.dtype("<f2")
+SHARD_BYTES = 64 << 20      # a writer starts a new shard file past this size
+PUT_ROWS = 4096             # rows appended per write (one put may hold more)
+GC_GRACE_S = 15 * 60        # unreferenced shards younger than this may be a writer's new file
+_RUN_GAP = 64               # requested rows closer than this are read with one pread
+_SHARD = re.compile(r"shard-[0-9a-f]{32}\.f16")
 
 
 def default_cache_dir() -> Path:
@@ -36,59 +49,11 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "polymodal"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=120, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    return con
-
-
-def text_digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
-
-
-class FileHasher:
-    """Digest of a file's bytes, remembered by (path, size, mtime_ns)."""
-
-    def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
-        self._con = _connect(root / "files.sqlite")
-        self._con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INT, "
-                          "mtime INT, digest TEXT)")
-        self._pending: list[tuple] = []
-
-    def digest(self, path: Path) -> str:
-        """Raises OSError when the file cannot be read or is not a regular file (checked
-        before anything is opened: a FIFO or a device would block or never end)."""
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a folder, pipe or device)", str(path))
-        key = str(path.resolve())
-        row = self._con.execute("SELECT size, mtime, digest FROM files WHERE path=?",
-                                (key,)).fetchone()
-        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-            return row[2]
-        h = hashlib.blake2b(digest_size=20)
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        d = h.hexdigest()
-        self._pending.append((key, st.st_size, st.st_mtime_ns, d))
-        if len(self._pending) >= 1000:
-            self.flush()
-        return d
-
-    def flush(self) -> None:
-        if self._pending:
-            with self._con:
-                self._con.execute("BEGIN")
-                self._con.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
-                                      self._pending)
-            self._pending.clear()
-
-    def close(self) -> None:
-        self.flush()
-        self._con.close()
+def vector_checksum(key: str, row: np.ndarray) -> str:
+    """What an index row stores for the float16 vector of ``key``: binds the bytes to the key,
+    so a row that points at another key's vector fails too."""
+    return hashlib.blake2b(key.encode("utf-8") + np.ascontiguousarray(row, DTYPE).tobytes(),
+                           digest_size=8).hexdigest()
 
 
 def _slug(encoder_id: str) -> str:
@@ -97,72 +62,215 @@ def _slug(encoder_id: str) -> str:
 
 
 class FeatureStore:
-    """Vectors of one encoder, keyed by content digest."""
+    """Vectors of one encoder, keyed by content digest, verified on read.
 
-    def __init__(self, root: str | Path, encoder_id: str):
+    ``dropped`` counts entries that failed verification and were removed from the index (the
+    caller re-encodes them); ``collected`` the orphaned shard files `gc` removed on open."""
+
+    def __init__(self, root: str | Path, encoder_id: str, gc_grace_s: float | None = None):
         self.root = Path(root) / _slug(encoder_id)
         self.root.mkdir(parents=True, exist_ok=True)
         self.encoder_id = encoder_id
-        self._con = _connect(self.root / "index.sqlite")
-        self._con.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, shard TEXT, "
-                          "row INT)")
+        self._con = connect(self.root / "index.sqlite")
+        self._con.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, "
+                          "shard TEXT NOT NULL, row INT NOT NULL, checksum TEXT NOT NULL)")
+        self._con.execute("CREATE INDEX IF NOT EXISTS vectors_shard ON vectors (shard)")
+        self._con.execute("DROP TABLE IF EXISTS vec")  # format 1 rows have no checksum
         self._con.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
         self._con.execute("INSERT OR IGNORE INTO meta VALUES ('encoder_id', ?)", (encoder_id,))
-        self._shards: dict[str, np.ndarray] = {}
+        self._writer: tuple[str, object] | None = None  # (shard name, open file)
+        self.dropped = 0
+        self.collected = self.gc(GC_GRACE_S if gc_grace_s is None else gc_grace_s)
 
     def __len__(self) -> int:
-        return self._con.execute("SELECT COUNT(*) FROM vec").fetchone()[0]
+        return self._con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
-    def _shard(self, name: str) -> np.ndarray:
-        if name not in self._shards:
-            self._shards[name] = np.load(self.root / name, mmap_mode="r")
-        return self._shards[name]
+    # ------------------------------------------------------------ reading
+    def _dim(self) -> int | None:
+        row = self._con.execute("SELECT v FROM meta WHERE k='dim'").fetchone()
+        return int(row[0]) if row else None
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """Which keys are stored, and where."""
-        found: dict[str, tuple[str, int]] = {}
+    def lookup(self, keys: Sequence[str]) -> dict[str, tuple[str, int, str]]:
+        """Which keys have an index row, and where: ``{key: (shard, row, checksum)}``
+        (unverified: `fetch` reads and checks the vectors)."""
+        found: dict[str, tuple[str, int, str]] = {}
         uniq = list(dict.fromkeys(keys))
         for i in range(0, len(uniq), 900):
             chunk = uniq[i:i + 900]
-            q = f"SELECT key, shard, row FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, s, r in self._con.execute(q, chunk):
-                found[k] = (s, r)
+            q = ("SELECT key, shard, row, checksum FROM vectors WHERE key IN "
+                 f"({','.join('?' * len(chunk))})")
+            for k, s, r, c in self._con.execute(q, chunk):
+                found[k] = (s, int(r), c)
         return found
 
-    def gather(self, locations: Iterable[tuple[str, int]], out: np.ndarray) -> np.ndarray:
-        """Copy the vectors at ``locations`` into rows of ``out`` (in order)."""
-        locs = list(locations)
-        by_shard: dict[str, list[int]] = {}
-        for i, (s, _) in enumerate(locs):
-            by_shard.setdefault(s, []).append(i)
-        for s, idx in by_shard.items():
-            rows = np.array([locs[i][1] for i in idx])
-            out[np.array(idx)] = self._shard(s)[rows]
-        return out
+    def _read_rows(self, shard: str, rows: np.ndarray, dim: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of one shard file and a mask of those read in full (a missing, truncated or
+        unreadable shard gives False, never an exception)."""
+        block = np.zeros((len(rows), dim), DTYPE)
+        got = np.zeros(len(rows), bool)
+        if not _SHARD.fullmatch(shard):  # an index row naming any other file is bad
+            return block, got
+        rowbytes = dim * DTYPE.itemsize
+        try:
+            fd = os.open(self.root / shard, os.O_RDONLY)
+        except OSError:
+            return block, got
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return block, got
+            order = np.argsort(rows, kind="stable")
+            srt = rows[order]
+            pos = np.flatnonzero((srt >= 0) & (srt < st.st_size // rowbytes))
+            vs = srt[pos]
+            for part in np.split(np.arange(len(vs)), np.flatnonzero(np.diff(vs) > _RUN_GAP) + 1):
+                if not len(part):
+                    continue
+                lo, hi = int(vs[part[0]]), int(vs[part[-1]]) + 1
+                buf = os.pread(fd, (hi - lo) * rowbytes, lo * rowbytes)
+                have = len(buf) // rowbytes
+                arr = np.frombuffer(buf, DTYPE, count=have * dim).reshape(have, dim)
+                local = vs[part] - lo
+                ok = local < have
+                target = order[pos[part]][ok]
+                block[target] = arr[local[ok]]
+                got[target] = True
+        except OSError:  # EIO and the like: what was not read stays bad
+            pass
+        finally:
+            os.close(fd)
+        return block, got
+
+    def fetch(self, keys: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors [len(keys), dim] float16, ok [len(keys)] bool)``: the verified vector of
+        every stored key; a key that is not stored or whose entry fails verification (checksum,
+        finiteness, shard readable) gets ``ok=False`` and zeros, and a failed entry is removed
+        from the index (counted in ``dropped``) so that it is re-encoded."""
+        keys = list(keys)
+        out = np.zeros((len(keys), dim), DTYPE)
+        ok = np.zeros(len(keys), bool)
+        where = self.lookup(keys)
+        if not where:
+            return out, ok
+        bad: set[tuple[str, str, int]] = set()
+        if self._dim() != dim:  # vectors of another width cannot be this encoder's
+            bad = {(k, s, r) for k, (s, r, _) in where.items()}
+        else:
+            by_shard: dict[str, list[int]] = {}
+            for i, k in enumerate(keys):
+                if k in where:
+                    by_shard.setdefault(where[k][0], []).append(i)
+            for shard, idx in by_shard.items():
+                rows = np.array([where[keys[i]][1] for i in idx], np.int64)
+                block, got = self._read_rows(shard, rows, dim)
+                finite = np.isfinite(block).all(1)
+                for j, i in enumerate(idx):
+                    k = keys[i]
+                    if got[j] and finite[j] and vector_checksum(k, block[j]) == where[k][2]:
+                        out[i] = block[j]
+                        ok[i] = True
+                    else:
+                        bad.add((k, shard, int(rows[j])))
+        if bad:
+            with self._con:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.executemany("DELETE FROM vectors WHERE key=? AND shard=? AND row=?",
+                                      sorted(bad))
+            self.dropped += len(bad)
+        return out, ok
 
     def get(self, keys: Sequence[str], dim: int) -> np.ndarray:
-        """Vectors for keys that are all stored (KeyError otherwise)."""
-        where = self.lookup(keys)
-        return self.gather((where[k] for k in keys), np.empty((len(keys), dim), DTYPE))
+        """Verified vectors for keys that are all stored (KeyError otherwise)."""
+        out, ok = self.fetch(keys, dim)
+        if not ok.all():
+            raise KeyError(list(keys)[int(np.flatnonzero(~ok)[0])])
+        return out
+
+    # ------------------------------------------------------------ writing
+    def _set_dim(self, dim: int) -> None:
+        self._con.execute("INSERT OR IGNORE INTO meta VALUES ('dim', ?)", (str(dim),))
+        stored = self._dim()
+        if stored != dim:
+            raise ValueError(f"this store holds {stored}-d vectors, got {dim}-d")
+
+    def _append(self, data: np.ndarray) -> tuple[str, int]:
+        """Append rows to this writer's shard; returns (shard name, first row)."""
+        if self._writer is not None and self._writer[1].tell() >= SHARD_BYTES:
+            self._close_writer()
+        if self._writer is None:
+            name = f"shard-{uuid.uuid4().hex}.f16"
+            self._writer = (name, open(self.root / name, "ab"))
+        name, fh = self._writer
+        start = fh.tell()
+        try:
+            fh.write(data.tobytes())
+            fh.flush()  # in the OS before the index rows are committed (kill -9 safe)
+        except BaseException:
+            self._close_writer()  # a partial row would shift every later row: new file
+            raise
+        return name, start // (data.shape[1] * DTYPE.itemsize)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer[1].close()
+            self._writer = None
 
     def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Store vectors (one shard file per call); keys already present are left as they are."""
+        """Store vectors and commit their index rows (a checkpoint); keys already present
+        are left as they are."""
+        keys = list(keys)
         if len(keys) == 0:
             return
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or len(vectors) != len(keys):
             raise ValueError(f"expected {len(keys)} vectors, got shape {vectors.shape}")
-        if not np.isfinite(vectors).all():
-            raise ValueError("refusing to cache non-finite vectors")
-        name = f"shard-{uuid.uuid4().hex}.npy"
-        with atomic_path(self.root / name) as tmp:
-            with tmp.open("wb") as fh:
-                np.save(fh, vectors.astype(DTYPE))
-        with self._con:
-            self._con.execute("BEGIN IMMEDIATE")
-            self._con.executemany("INSERT OR IGNORE INTO vec VALUES (?,?,?)",
-                                  [(k, name, i) for i, k in enumerate(keys)])
+        half = vectors.astype(DTYPE)
+        if not (np.isfinite(vectors).all() and np.isfinite(half).all()):
+            raise ValueError("refusing to cache non-finite vectors (float16 range: ±65504)")
+        self._set_dim(int(half.shape[1]))
+        present = self.lookup(keys)
+        seen, fresh = set(present), []
+        for i, k in enumerate(keys):
+            if k not in seen:
+                seen.add(k)
+                fresh.append(i)
+        records = []
+        for s in range(0, len(fresh), PUT_ROWS):
+            idx = fresh[s:s + PUT_ROWS]
+            name, start = self._append(half[idx])
+            records += [(keys[i], name, start + j, vector_checksum(keys[i], half[i]))
+                        for j, i in enumerate(idx)]
+        if records:
+            with self._con:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.executemany("INSERT OR IGNORE INTO vectors VALUES (?,?,?,?)", records)
+
+    # ------------------------------------------------------------ housekeeping
+    def gc(self, grace_s: float | None = None) -> int:
+        """Remove shard files (and temp files of format 1) that no index row refers to and
+        that are older than ``grace_s`` (a younger one may be a running writer's new file);
+        returns how many."""
+        grace_s = GC_GRACE_S if grace_s is None else grace_s
+        referenced = {s for (s,) in self._con.execute("SELECT DISTINCT shard FROM vectors")}
+        if self._writer is not None:
+            referenced.add(self._writer[0])
+        now, n = time.time(), 0
+        for p in self.root.iterdir():
+            if not p.name.startswith(("shard-", ".shard-")) or p.name in referenced:
+                continue
+            try:
+                if now - p.lstat().st_mtime >= grace_s:
+                    p.unlink()
+                    n += 1
+            except OSError:  # removed meanwhile by another process
+                continue
+        return n
 
     def close(self) -> None:
-        self._shards.clear()
+        self._close_writer()
         self._con.close()
+
+
+__all__ = ["FeatureStore", "FileHasher", "default_cache_dir", "file_digest", "text_digest",
+           "vector_checksum"]

@@ -7,6 +7,13 @@ frames (more than ``trim_db`` below the loudest frame) are dropped so leading/tr
 does not dominate the statistics. The vector is
 ``[mean(logmel), std(logmel), mean(delta), std(delta)]`` over time -> 4 * 64 = 256 values.
 The values are raw (not standardised); downstream models should standardise per dimension.
+
+Audio longer than one window (``WINDOW_SECONDS`` = 30 s, Whisper's) is split into
+``ceil(seconds / 30)`` equal windows, each encoded on its own, and the vectors are averaged,
+weighted by window length (`window_bounds`, `pool_windows`; ``whisper-tiny`` does the same), so
+a clip of at most 30 s gives the same vector as before and memory per window stays bounded.
+By default up to ``MAX_AUDIO_SECONDS`` (600 s) are used and pooled; beyond it, or beyond a
+user's ``max_seconds``, the file is cut and ``encode`` says so in notes.jsonl.
 """
 from __future__ import annotations
 
@@ -15,11 +22,60 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from polymodal.data.limits import MAX_AUDIO_SECONDS
 from polymodal.data.loaders import load_audio
 from polymodal.features.encoders.base import encode_items
-from polymodal.core.errors import DecodeError, UsageError
+from polymodal.core.errors import UsageError
 
 LOG_FLOOR = 1e-6
+WINDOW_SECONDS = 30.0
+
+
+def window_bounds(n: int, window: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of ``ceil(n / window)`` equal windows covering ``n`` samples (one
+    window, the whole clip, when ``n <= window``)."""
+    k = max(1, -(-int(n) // int(window)))
+    edges = [round(j * n / k) for j in range(k + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def pool_windows(vectors: np.ndarray, owners: Sequence[int], weights: Sequence[float],
+                 n_items: int) -> np.ndarray:
+    """Weighted mean of the window vectors ``[W, D]`` of each item -> ``[n_items, D]``
+    (``owners[w]``: the item window ``w`` belongs to; an item of one window keeps its vector
+    exactly)."""
+    owners_a = np.asarray(owners)
+    out = np.empty((n_items, vectors.shape[1]), np.float32)
+    for i in range(n_items):
+        idx = np.flatnonzero(owners_a == i)
+        if len(idx) == 1:
+            out[i] = vectors[idx[0]]
+        else:
+            w = np.asarray(weights, np.float64)[idx]
+            out[i] = (vectors[idx].astype(np.float64) * w[:, None]).sum(0) / w.sum()
+    return out
+
+
+def windows_note(seconds: float, max_seconds: float | None) -> str | None:
+    """What ``encode`` says about a clip pooled over several windows (None for one window)."""
+    used = seconds if max_seconds is None else min(seconds, max_seconds)
+    n = len(window_bounds(round(used * 1000), round(WINDOW_SECONDS * 1000)))
+    if n < 2:
+        return None
+    return f"features pooled over {n} windows of {used / n:.1f} s (mean)"
+
+
+def audio_note(item: Any, max_seconds: float | None) -> str | None:
+    """What the output must say about a usable audio file for an encoder that reads at most
+    ``max_seconds`` and pools windows: the header check's note (`media_note`: cut, truncated)
+    plus the windows pooled. Raises `DecodeError` like `probe_audio`."""
+    from polymodal.data.loaders import probe_audio
+
+    info = probe_audio(item)
+    cut, pooled = info.note(max_seconds), windows_note(info.duration, max_seconds)
+    if pooled and not cut:
+        pooled = f"audio is {info.duration:.1f} s long; {pooled}"
+    return "; ".join(p for p in (cut, pooled) if p) or None
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -91,11 +147,11 @@ class LogMelEncoder:
 
     name = "logmel"
     modality = "audio"
-    batch_size = 64
+    batch_size = 16  # encode holds a few batches of decoded audio: 16 × 600 s ≈ 0.6 GB each
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 400,
                  hop: int = 160, fmin: float = 0.0, fmax: float | None = None,
-                 trim_db: float | None = 40.0, max_seconds: float | None = 30.0):
+                 trim_db: float | None = 40.0, max_seconds: float | None = MAX_AUDIO_SECONDS):
         self.sample_rate, self.n_mels, self.n_fft, self.hop = sample_rate, n_mels, n_fft, hop
         self.fmin = fmin
         self.fmax = sample_rate / 2 if fmax is None else fmax
@@ -109,19 +165,31 @@ class LogMelEncoder:
         trim = "none" if self.trim_db is None else f"{self.trim_db:g}dB"
         return (f"logmel|sr={self.sample_rate}|mels={self.n_mels}|fft={self.n_fft}"
                 f"|hop={self.hop}|f={self.fmin:g}-{self.fmax:g}|trim={trim}"
-                f"|max={self.max_seconds}s|stats=mean,std,dmean,dstd")
+                f"|max={self.max_seconds}s|stats=mean,std,dmean,dstd{self._windows_id}")
+
+    @property
+    def _windows_id(self) -> str:  # empty for max_seconds <= 30 s: one window, the old vector
+        if self.max_seconds is not None and self.max_seconds <= WINDOW_SECONDS:
+            return ""
+        return f"|windows={WINDOW_SECONDS:g}s-mean"
 
     def prepare(self, item: Any) -> np.ndarray:
-        """Decode one audio file to 16 kHz mono float32 (raises `DecodeError`)."""
-        wav = load_audio(item, self.sample_rate, self.max_seconds)
-        if wav.size == 0:
-            raise DecodeError(str(item), "audio has no samples")
-        if not np.isfinite(wav).all():
-            raise DecodeError(str(item), "audio contains NaN or infinite samples")
-        return wav
+        """Decode one audio file to 16 kHz mono float32, at most ``max_seconds`` (raises
+        `DecodeError`: `load_audio` refuses empty, non-finite and over-limit audio)."""
+        return load_audio(item, self.sample_rate, self.max_seconds)
+
+    def media_note(self, item: Any) -> str | None:
+        """What ``encode`` says about this file (cut at ``max_seconds``, windows pooled)."""
+        return audio_note(item, self.max_seconds)
 
     def features(self, wav: np.ndarray) -> np.ndarray:
-        """One waveform -> ``[dim]`` statistics vector."""
+        """One waveform -> ``[dim]`` statistics vector (longer than 30 s: the length-weighted
+        mean of the vectors of its windows)."""
+        bounds = window_bounds(len(wav), int(WINDOW_SECONDS * self.sample_rate))
+        vecs = np.stack([self._window_features(wav[a:b]) for a, b in bounds])
+        return pool_windows(vecs, [0] * len(bounds), [b - a for a, b in bounds], 1)[0]
+
+    def _window_features(self, wav: np.ndarray) -> np.ndarray:
         spec = trim_quiet(log_mel(wav, self.filters, self.n_fft, self.hop), self.trim_db)
         return logmel_stats(spec)
 

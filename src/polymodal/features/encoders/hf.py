@@ -23,7 +23,7 @@ import torch
 from polymodal.data.loaders import load_audio, load_image
 from polymodal.features.encoders.base import encode_items
 from polymodal.features.encoders.text import encode_token_ids, mean_pool, prepare_text, quiet_transformers
-from polymodal.core.errors import DecodeError, PolymodalError, UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 MODALITIES = ("text", "image", "audio")
 FEATURE_METHOD = {"text": "get_text_features", "image": "get_image_features",
@@ -86,6 +86,8 @@ def pooled(output: Any) -> torch.Tensor:
 
 class HFEncoder:
     """Features from any Hugging Face model (see module doc for the pooling per modality)."""
+
+    max_seconds = 30.0  # audio: longer clips are cut (encode says so)
 
     def __init__(self, model: str, modality: str, *, device: str = "cpu",
                  max_length: int | None = None, batch_size: int | None = None,
@@ -186,10 +188,7 @@ class HFEncoder:
             return item if hasattr(item, "convert") else load_image(item)
         if isinstance(item, np.ndarray):
             return item.astype(np.float32)
-        wav = load_audio(item, self.sample_rate, 30.0)
-        if wav.size == 0:
-            raise DecodeError(str(item), "audio has no samples")
-        return wav
+        return load_audio(item, self.sample_rate, self.max_seconds)  # refuses empty audio
 
     def _text_forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)

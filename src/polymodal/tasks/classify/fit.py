@@ -255,8 +255,8 @@ def prepare_run(config: ClassifierConfig, out: Path, progress: bool = True,
     if check is not None:
         check(mods)
     check_targets(manifest, cfg.target, cfg.task)
-    out.mkdir(parents=True, exist_ok=True)
-    feats = _features_for(cfg, manifest, mods, out, progress)
+    RunFolder(out).begin()  # before encoding into out/features: a fit failing from here on
+    feats = _features_for(cfg, manifest, mods, out, progress)  # leaves no COMPLETE
     data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
                                         cfg.task)
     return cfg, manifest, feats, data, spec, problems
