@@ -178,8 +178,10 @@ def test_heads_decoders_generators_match_their_modules():
     assert HEADS.build("mlp", 5, 3, hidden=7).spec["hidden"] == 7
     dec = CAPTION_DECODERS.build("gru", 8, 20, hidden=16)
     assert dec.spec["kind"] == "gru" and dec.spec["hidden"] == 16
+    assert type(dec) is generative.GRUCaptioner
     gen = GENERATORS.build("cvae", 1, 28, 10, latent_dim=4)
     assert gen.spec["kind"] == "cvae" and gen.spec["latent_dim"] == 4
+    assert type(gen) is generative.CVAE
     assert "d_norm" in GENERATORS.options("gan") and "channels" not in GENERATORS.options("gan")
 
 

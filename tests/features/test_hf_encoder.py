@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from polymodal.features.encoders.base import Encoder
 from polymodal.features.encoders.registry import build_encoder

@@ -36,43 +36,14 @@ from polymodal.features.cache import features as features_mod
 from polymodal.features.cache.features import FeatureSet
 from polymodal.features.cache.store import FeatureStore, FileHasher, file_digest, vector_checksum
 from polymodal.features import encode as encode_mod
+from polymodal.features import encode_output
 from polymodal.features.encode import encode_manifest
 from polymodal.features.encoders.base import encode_items
 
+from encoders_testdata import WordEncoder  # tests/ is on sys.path (tests/conftest.py)
+
 pytestmark = pytest.mark.timeout(60)
 N_TEXTS = 40
-
-
-class WordEncoder:
-    """Hashed bag of words (16-d); counts what it encodes."""
-
-    name, modality, dim, batch_size = "words", "text", 16, 8
-
-    def __init__(self, fail_after_batches: int | None = None):
-        self.encoded = 0
-        self.batches = 0
-        self.fail_after = fail_after_batches
-
-    @property
-    def id(self) -> str:
-        return "words|16"
-
-    def prepare(self, item):
-        return item
-
-    def encode_prepared(self, batch):
-        if self.fail_after is not None and self.batches >= self.fail_after:
-            raise RuntimeError("encoder died")
-        self.batches += 1
-        self.encoded += len(batch)
-        out = torch.zeros(len(batch), 16)
-        for i, t in enumerate(batch):
-            for w in t.split():
-                out[i, sum(map(ord, w)) % 16] += 1
-        return out
-
-    def encode(self, items):
-        return encode_items(self, items)
 
 
 class ColourEncoder:
@@ -432,7 +403,7 @@ def test_failed_encode_into_existing_out_leaves_the_old_folder_intact(tmp_path, 
             assert {"text.npy", "image.npy", "ids.json"} <= {p.name for p in folder.iterdir()}
             raise OSError("disk full")
 
-        monkeypatch.setattr(encode_mod, "file_sizes", disk_full)
+        monkeypatch.setattr(encode_output, "file_sizes", disk_full)
         with pytest.raises(OSError, match="disk full"):
             encode(man, out, cache, text=WordEncoder(), image=ColourEncoder())
     assert snapshot(out) == before

@@ -64,8 +64,6 @@ def test_classification_report_shows_analysis_outputs(run, tmp_path):
 
 
 def test_compare_report_of_a_real_compare(run, tmp_path):
-    import yaml
-
     from polymodal.tasks.classify.analysis import explain_dataset
     from polymodal.tasks.classify.config import ClassifierConfig
     from polymodal.report import compare_report
@@ -91,8 +89,6 @@ def test_compare_report_of_a_real_compare(run, tmp_path):
 
 
 def test_fit_classify_cli_writes_the_report(run, tmp_path, capsys):
-    import yaml
-
     from polymodal.cli.main import main
 
     from polymodal.core.runfolder import RunFolder

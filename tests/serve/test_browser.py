@@ -238,7 +238,6 @@ def test_drag_and_drop_searches_with_the_dropped_image(server, browser, run_dir)
 
 
 def test_classify_page(classify_run, browser, tmp_path):
-    import yaml
     from selenium.webdriver.common.by import By
 
     from polymodal.core.runfolder import RunFolder

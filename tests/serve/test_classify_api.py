@@ -31,8 +31,6 @@ def client(small_classify_run):
 @pytest.fixture(scope="module")
 def rows(small_classify_run) -> dict[str, dict]:
     """Manifest rows by id, with the run's test prediction and confidence where it has one."""
-    import yaml
-
     from polymodal.core.runfolder import RunFolder
     doc = RunFolder.open(small_classify_run).config  # paths resolved
     out = {r["id"]: r for r in map(json.loads, Path(doc["manifest"]).read_text().splitlines())}

@@ -6,7 +6,6 @@ captions a file or fails with one line."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

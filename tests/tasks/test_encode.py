@@ -19,6 +19,8 @@ from polymodal.data.loaders import load_image
 from polymodal.features.encoders.base import encode_items
 from polymodal.features.encode import encode_manifest
 
+from encoders_testdata import WordEncoder  # tests/ is on sys.path (tests/conftest.py)
+
 
 class HistEncoder:
     """8-bin-per-channel colour histogram of an image; counts calls to encode_prepared."""
@@ -43,36 +45,6 @@ class HistEncoder:
         out = [np.concatenate([np.histogram(a[..., c], bins=8, range=(0, 256))[0] for c in range(3)])
                for a in batch]
         return torch.tensor(np.stack(out), dtype=torch.float32) / 1000.0
-
-    def encode(self, items):
-        return encode_items(self, items)
-
-
-class WordEncoder:
-    """Bag of hashed words; texts."""
-
-    name = "words"
-    modality = "text"
-    dim = 16
-    batch_size = 8
-
-    def __init__(self):
-        self.encoded = 0
-
-    @property
-    def id(self):
-        return "words|16"
-
-    def prepare(self, item):
-        return item
-
-    def encode_prepared(self, batch):
-        self.encoded += len(batch)
-        out = torch.zeros(len(batch), 16)
-        for i, t in enumerate(batch):
-            for w in t.split():
-                out[i, sum(map(ord, w)) % 16] += 1
-        return out
 
     def encode(self, items):
         return encode_items(self, items)

@@ -1,4 +1,7 @@
-"""Atomic file writes: write to a temp file in the same folder, fsync, then rename."""
+"""Atomic file writes: write to a temp file in the same folder, fsync, then rename.
+
+The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+``mkstemp``'s private 0600, so a feature folder or run written here can be shared."""
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +21,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                                dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -26,6 +30,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

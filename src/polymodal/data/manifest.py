@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from polymodal.core.errors import DataError, Problem
 from polymodal.data.cells import (CellError, check_cell_size, check_depth, json_type, media_path,
                                   row_id, show, texts)
-from polymodal.data.readers import FORMATS, read_rows as _read_rows, read_table  # noqa: F401
+from polymodal.data.readers import read_table
 
 ROLES = ("id", "image", "text", "audio", "label", "split")
 MODALITIES = ("image", "text", "audio")

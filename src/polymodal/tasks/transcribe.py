@@ -9,12 +9,14 @@ subtitles` writes them as SRT / VTT).
   log-mel window and decoded in batches with CTranslate2's ``Whisper.generate`` (greedy by
   default, no timestamps, English): several times faster on a CPU than one
   ``WhisperModel.transcribe`` call per clip. Such a clip is one segment, 0 s to its duration.
-* Longer audio goes through faster-whisper's long-form ``WhisperModel.transcribe``: 30 s
-  windows, each advanced to the end of its last complete segment, with start / end times.
-  ``condition_on_previous_text=False``: on spoken digit lists, conditioning on the previous
-  window made the decoder loop and fall back to sampling (37 s instead of 3 s for 70 s of
-  FSDD digits, and fewer digits right). The temperature fallback stays (without it, beam search
-  repeated digits); CTranslate2's sampler is seeded so a run repeats.
+* Longer audio is cut into chunks of at most ``CHUNK_SECONDS`` (10 s), each ending at the
+  quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` (so no word is split), and the chunks go
+  through the same batched path; each chunk is one timed segment (a subtitle cue). Every sample
+  belongs to exactly one chunk, so nothing is transcribed twice or skipped. faster-whisper's
+  long-form ``transcribe`` (30 s windows advanced by predicted timestamps) was measured on
+  75.8 s of FSDD digits (87 words): WER 0.333 with 27 words repeated, because a window's
+  timestamps ended before its text did; pause-cut 10 s chunks: WER 0.011, 14× faster; with
+  word timestamps the long form also reached 0.011 but took 7× longer than the chunks.
 * Memory stays bounded whatever the length: the file is decoded in blocks of
   ``BLOCK_SECONDS`` (10 min, one block of audio and its mel in memory), each cut at the
   quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` so that no word is split.
@@ -40,6 +42,7 @@ from polymodal.tasks.subtitles import Segment
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0  # one Whisper window: clips up to this long are batched
 BLOCK_SECONDS = 600.0  # longer audio is decoded and transcribed this much at a time
+CHUNK_SECONDS = 10.0  # ... in chunks of at most this, cut in pauses (one subtitle cue each)
 SPLIT_SEARCH_SECONDS = 5.0
 _READ_FRAMES = 1 << 16
 
@@ -82,15 +85,15 @@ class Transcriber:
     @property
     def id(self) -> str:
         return (f"whisper-tiny.en|{self.encoder.model_dir.name}|beam={self.beam}"
-                f"|short=batched-window|long=faster-whisper-segments,no-condition")
+                f"|short=batched-window|long=pause-cut-{CHUNK_SECONDS:g}s-chunks")
 
     def load(self, path: str | Path) -> np.ndarray:
         """16 kHz mono waveform of one (short) file (raises `DecodeError`)."""
         return self.encoder.prepare(path)
 
     def transcribe_waves(self, waves: Sequence[np.ndarray]) -> list[str]:
-        """Text of each 16 kHz waveform of at most one window (a longer one: its first 30 s;
-        `transcribe_long` takes the rest)."""
+        """Text of each 16 kHz waveform of at most one window (30 s; `transcribe_long` cuts
+        longer audio into chunks first)."""
         import ctranslate2
 
         out: list[str] = []
@@ -105,27 +108,32 @@ class Transcriber:
                 out.append(self.tokenizer.decode(ids).strip())
         return out
 
-    def transcribe_wave(self, wav: np.ndarray, offset: float = 0.0) -> list[Segment]:
-        """Long-form transcription of one 16 kHz waveform -> segments, times + ``offset``."""
-        import ctranslate2
-
-        ctranslate2.set_random_seed(0)
-        segs, _ = self.encoder.whisper.transcribe(
-            wav, language="en", task="transcribe", beam_size=self.beam, vad_filter=False,
-            condition_on_previous_text=False)
-        end = offset + len(wav) / SAMPLE_RATE
-        out = []
-        for s in segs:
-            a = min(max(offset + float(s.start), offset), end)
-            out.append(Segment(a, min(max(offset + float(s.end), a), end), s.text.strip()))
-        return out
-
     def transcribe_long(self, path: str | Path) -> list[Segment]:
-        """Segments of a whole file, decoded block by block (`audio_blocks`)."""
+        """Segments of a whole file: decoded block by block (`audio_blocks`), each block cut
+        into pause-ended chunks (`chunk_bounds`) transcribed in batches; one segment a chunk
+        with text."""
         out: list[Segment] = []
         for offset, wav in audio_blocks(path):
-            out.extend(self.transcribe_wave(wav, offset))
+            bounds = chunk_bounds(wav)
+            texts = self.transcribe_waves([wav[a:b] for a, b in bounds])
+            out.extend(Segment(offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE, t)
+                       for (a, b), t in zip(bounds, texts) if t)
         return out
+
+
+def chunk_bounds(wav: np.ndarray, seconds: float | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges covering ``wav`` in order, each at most ``seconds``
+    (default `CHUNK_SECONDS`) long and, but the last, ending at the quietest 100 ms of its last
+    `SPLIT_SEARCH_SECONDS` (at most half the chunk)."""
+    size = int(SAMPLE_RATE * (CHUNK_SECONDS if seconds is None else seconds))
+    search = min(SPLIT_SEARCH_SECONDS, size / SAMPLE_RATE / 2)
+    out, start = [], 0
+    while len(wav) - start > size:
+        end = start + max(1, _quiet_split(wav[start:start + size], search))
+        out.append((start, end))
+        start = end
+    out.append((start, len(wav)))
+    return out
 
 
 def audio_blocks(path: str | Path, block_seconds: float | None = None
@@ -291,9 +299,10 @@ def _write_with_column(src: Path, out: Path, column: str, by_row: dict[int, str 
     """Copy the manifest ``src`` to ``out`` (JSONL, or CSV when ``out`` ends in .csv) adding
     ``column`` (rows numbered as `read_manifest` numbers them); relative media paths are
     rewritten relative to ``out``'s folder."""
-    from polymodal.data.manifest import _read_rows, write_manifest
+    from polymodal.data.manifest import write_manifest
+    from polymodal.data.readers import read_rows
 
-    _, rows = _read_rows(src)
+    _, rows = read_rows(src)
     recs = []
     for n, raw in rows:
         rec = dict(raw)
@@ -325,5 +334,5 @@ def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str]) -> float:
     return word_error_rate([h for h, _ in pairs], [r for _, r in pairs])
 
 
-__all__ = ["Segment", "TranscribeResult", "Transcriber", "audio_blocks", "transcribe",
+__all__ = ["Segment", "TranscribeResult", "Transcriber", "audio_blocks", "chunk_bounds", "transcribe",
            "transcribe_manifest", "transcript_wer"]

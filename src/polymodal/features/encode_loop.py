@@ -1,0 +1,204 @@
+"""Encoding one modality of a manifest: the loop behind `encode_manifest`.
+
+Each cell (an image, an audio file, one caption) is keyed by encoder id + content digest. Cells
+already in the feature store (and passing its verification) are copied, the rest are decoded in
+a thread pool, encoded in batches and stored, each batch committed to the cache as it is done.
+Media files pass the same checks as ``validate`` (`check_file` before hashing, then the loaders'
+header limits), with the same reasons; a bad cell is appended to ``skipped`` and the run goes on.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from polymodal.core.errors import DecodeError, PolymodalError, Problem
+from polymodal.data.cells import text_problem
+from polymodal.data.loaders import check_file
+from polymodal.data.manifest import Manifest
+from polymodal.data.validate import media_label
+from polymodal.features.cache.store import FeatureStore, FileHasher, file_digest, text_digest
+from polymodal.features.encode_output import WRITE_ROWS, write_matrix
+from polymodal.features.encode_report import ModalityStats, note_cells
+from polymodal.features.encoders import Encoder
+
+
+def _prefetch(pool: ThreadPoolExecutor, fn, items: Sequence[Any], depth: int) -> Iterator:
+    """Map ``fn`` over items in a thread pool with at most ``depth`` results in flight."""
+    it = iter(items)
+    inflight: deque = deque()
+    for item in it:
+        inflight.append(pool.submit(fn, item))
+        if len(inflight) >= depth:
+            break
+    while inflight:
+        res = inflight.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            inflight.append(pool.submit(fn, nxt))
+        yield res
+
+
+def _cells(manifest: Manifest, modality: str) -> list[tuple[int, Any]]:
+    """(row index, item) for every cell of a modality; captions of one row are separate cells."""
+    cells = []
+    for i, rec in enumerate(manifest.records):
+        item = rec.get(modality)
+        if item is None:
+            continue
+        for x in (item if isinstance(item, list) else [item]):
+            cells.append((i, x))
+    return cells
+
+
+def _verified(store: FeatureStore, keys: Sequence[str], dim: int) -> set[str]:
+    """The keys whose cached vector passes verification (`FeatureStore.fetch`: checksum,
+    finiteness, readable shard); entries that fail are dropped from the cache."""
+    uniq = list(dict.fromkeys(keys))
+    good: set[str] = set()
+    for s in range(0, len(uniq), WRITE_ROWS):
+        part = uniq[s:s + WRITE_ROWS]
+        _, ok = store.fetch(part, dim)
+        good.update(k for k, o in zip(part, ok) if o)
+    return good
+
+
+def same_bytes(path: Any, key: str) -> bool:
+    """Whether the file still holds the bytes its key was computed from: checked after it is
+    decoded, so a vector is always stored under the digest of the bytes it was made from (a file
+    changed since it was hashed must not give the old content's key a new vector)."""
+    try:
+        return file_digest(path) == key
+    except OSError:
+        return False
+
+
+def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: FeatureStore,
+                    hasher: FileHasher, out: Path, batch_size: int, workers: int,
+                    progress: bool, skipped: list[Problem],
+                    notes: list[Problem]) -> ModalityStats:
+    """Encode the ``modality`` cells of ``manifest`` through ``store`` and write
+    ``out/<modality>.npy`` + ``out/<modality>_rows.npy``; bad cells are appended to ``skipped``,
+    cells used in part to ``notes``."""
+    t0 = time.perf_counter()
+    stats = ModalityStats(encoder=encoder.name)
+    cells = _cells(manifest, modality)
+    stats.items = len(cells)
+    col = manifest.column_of(modality)
+    fname = str(manifest.path)
+    recs = manifest.records
+
+    def fail(i: int, reason: str) -> None:
+        skipped.append(Problem(fname, recs[i].row, col, reason))
+
+    def label(item: Any) -> str:  # names a file as validate does
+        return media_label(Path(item), manifest.root)
+
+    keys: list[str | None] = []
+    for i, item in cells:
+        if modality == "text":
+            reason = text_problem(item)  # the check read_manifest applies (Manifests built
+            if reason:  # in code skip it): a lone surrogate must not crash text_digest
+                keys.append(None)
+                fail(i, reason)
+            else:
+                keys.append(text_digest(item))
+            continue
+        try:
+            check_file(item)  # regular, non-empty, within MAX_FILE_BYTES: before hashing
+            keys.append(hasher.digest(Path(item)))
+        except DecodeError as e:
+            keys.append(None)
+            fail(i, f"{label(item)}: {e.reason}")
+        except FileNotFoundError:
+            keys.append(None)
+            fail(i, f"file not found: {item}")
+        except OSError as e:
+            keys.append(None)
+            fail(i, f"cannot read {item}: {e.strerror or e}")
+    hasher.flush()
+    dim = int(encoder.dim)
+    dropped = store.dropped
+    where = _verified(store, [k for k in keys if k is not None], dim)  # bad entries dropped
+    stats.reencoded = store.dropped - dropped
+    todo: dict[str, Any] = {}
+    for (i, item), k in zip(cells, keys):
+        if k is not None and k not in where and k not in todo:
+            todo[k] = item
+    stats.cached = sum(1 for k in keys if k is not None and k in where)
+    order = list(todo)
+    if modality == "text":
+        order.sort(key=lambda k: len(todo[k]))
+    bad_keys: dict[str, str] = {}
+
+    def prepare(k: str) -> tuple[str, Any, str | None]:
+        try:
+            x = encoder.prepare(todo[k])
+            if modality != "text" and not same_bytes(todo[k], k):
+                return k, None, "the file changed during the encode (re-run to encode it)"
+            return k, x, None
+        except DecodeError as e:
+            return k, None, f"{label(todo[k])}: {e.reason}"
+        except PolymodalError as e:
+            return k, None, getattr(e, "reason", str(e))
+        except Exception as e:  # a batch job keeps going; report the cell
+            return k, None, f"unexpected {type(e).__name__}: {e}"
+
+    bar = tqdm(total=len(order), desc=f"encode {modality} ({encoder.name})", unit="item",
+               disable=not progress or not order, dynamic_ncols=True)
+
+    def run_batch(batch: list[tuple[str, Any]]) -> None:
+        with torch.inference_mode():
+            vec = encoder.encode_prepared([x for _, x in batch]).float().cpu().numpy()
+        with np.errstate(over="ignore"):
+            fine = np.isfinite(vec.astype(np.float16)).all(1)  # as the cache stores them
+        for (k, _), f in zip(batch, fine):
+            if not f:
+                bad_keys[k] = "encoder produced non-finite values"
+        # every batch is a checkpoint: committed to the cache now, so a killed encode keeps
+        # all but the batch in flight and a re-run reuses them
+        store.put([k for (k, _), f in zip(batch, fine) if f], vec[fine])
+        bar.update(len(batch))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        batch: list[tuple[str, Any]] = []
+        for k, x, err in _prefetch(pool, prepare, order, depth=batch_size * 4):
+            if err is not None:
+                bad_keys[k] = err
+                bar.update(1)
+                continue
+            batch.append((k, x))
+            if len(batch) >= batch_size:
+                run_batch(batch)
+                batch = []
+        if batch:
+            run_batch(batch)
+    bar.close()
+    stats.encoded = len(order) - len(bad_keys)
+    where |= set(todo) - set(bad_keys)
+    good: list[tuple[int, str]] = []
+    for (i, item), k in zip(cells, keys):
+        if k is None:
+            continue
+        if k in bad_keys:
+            fail(i, bad_keys[k])
+            if modality != "text":  # never answer this path from a remembered digest again
+                hasher.forget(Path(item))
+        elif k in where:
+            good.append((i, k))
+    stats.skipped = len(cells) - len(good)
+    if modality != "text":
+        note_cells(modality, cells, keys, set(where) - set(bad_keys),
+                   getattr(encoder, "max_seconds", None), workers,
+                   lambda i, item, note: notes.append(
+                       Problem(fname, recs[i].row, col, f"{label(item)}: {note}", "warning")),
+                   getattr(encoder, "media_note", None))  # audio encoders: + windows pooled
+    write_matrix(out, modality, good, store, dim)
+    stats.seconds = time.perf_counter() - t0
+    return stats
