@@ -307,3 +307,41 @@ def test_fit_retrieval_killed_after_epoch_2_and_resumed_equals_uninterrupted(
     assert torch.load(cut / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 5
     for f in ("model.safetensors", "metrics.json", "train_log.csv"):
         assert (cut / f).read_bytes() == (straight / f).read_bytes(), f
+
+
+@pytest.mark.timeout(300)
+def test_compiled_bf16_run_resumed_equals_straight(tmp_path):
+    """TrainConfig(compile=True, precision="bf16"): the torch.compile'd step under bf16
+    autocast (fused AdamW, the default) resumes bit-equal too (killed in epoch 3's validation)."""
+    x, y = _problem()
+    cfg = TrainConfig(epochs=4, lr=0.02, patience=4, progress=False, compile=True,
+                      precision="bf16")
+
+    def run(out: Path, resume=False, stop_val=None):
+        gen = seed_everything(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.3),
+                                    torch.nn.Linear(16, 1))
+
+        def batches(epoch):
+            perm = torch.randperm(len(x), generator=gen)
+            for s in range(0, len(x), 64):
+                yield x[perm[s:s + 64]], y[perm[s:s + 64]]
+
+        def step(m, batch):
+            return torch.nn.functional.mse_loss(m(batch[0]).float(), batch[1])
+
+        def validate(m):
+            return -float(torch.nn.functional.mse_loss(m(x), y))
+
+        if stop_val:
+            validate = _stop_at_call(stop_val, validate)
+        res = fit_loop(model, step, batches, validate, cfg, run_dir=out, resume=resume,
+                       generator=gen)
+        return model, res
+
+    m1, r1 = run(tmp_path / "straight")
+    with pytest.raises(Stop):
+        run(tmp_path / "cut", stop_val=3)
+    m2, r2 = run(tmp_path / "cut", resume=True)
+    assert _equal_weights(m1, m2) and r2.history == r1.history and len(r1.history) == 4
+    assert r1.history[-1]["val"] > r1.history[0]["val"]  # it trained

@@ -204,7 +204,10 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
          resume: bool, desc: str, generator, extra_optimizers) -> TrainResult:
     rank, world = _dist()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                            weight_decay=config.weight_decay, betas=config.betas or (0.9, 0.999))
+                            weight_decay=config.weight_decay, betas=config.betas or (0.9, 0.999),
+                            **({"fused": True} if config.fused_adamw else {}))
+    if config.compile:
+        step_loss = torch.compile(step_loss, dynamic=False)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
              if config.lr_schedule == "cosine" else
              torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0))
