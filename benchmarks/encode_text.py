@@ -1,10 +1,13 @@
-"""Text encoding throughput: polymodal's ``minilm`` vs ``SentenceTransformer.encode``.
+"""Text encoding throughput: polymodal's ``minilm`` (each backend) vs ``SentenceTransformer.encode``.
 
 Same model (all-MiniLM-L6-v2, bundled offline), same distinct sentences, same CPU. Prints
-sentences/s for both, the ratio, and the min / mean cosine between the two sets of vectors.
-Runs are interleaved (ST, ours, ST, ours, ...) so background load hits both alike.
+sentences/s of ST (torch fp32) and of ours with each backend (torch fp32 / bf16, onnx fp32 /
+int8, and ``auto``, the default), each one's ratio to ST and min / mean cosine to ST's vectors;
+also ST's own ``backend="onnx"`` when it loads offline. Runs are interleaved (ST, ours per
+backend, ST, ...) so background load hits all alike. Last line: ``ratio N.NNx`` (ours ``auto``
+vs ST fp32, median over repeats).
 
-    .venv/bin/python benchmarks/encode_text.py [--data ../shared/data] [--n 2000] [--repeats 2]
+    flock /tmp/mv/bench.lock .venv/bin/python benchmarks/encode_text.py [--data ../shared/data] [--n 2000] [--repeats 2]
 """
 from __future__ import annotations
 
@@ -56,12 +59,28 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t, result
 
 
+SETTINGS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"),
+            ("openvino", "fp32"), ("openvino", "bf16"), ("auto", "auto"))
+
+
+def st_onnx(model_dir: str):
+    """ST's own onnx backend, or the reason it cannot load here."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(model_dir, device="cpu", backend="onnx"), ""
+    except Exception as e:  # noqa: BLE001 - optional comparison
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--st-batch-size", type=int, default=32, help="ST's default is 32")
+    ap.add_argument("--only", default="", help="comma list of our settings to time, e.g. "
+                    "auto-auto (default: all; fewer runtimes in one process contend less)")
     args = ap.parse_args()
 
     import torch
@@ -69,33 +88,58 @@ def main() -> None:
 
     from polymodal.features.encoders.text import MiniLMEncoder
 
+    print(f"load {os.getloadavg()[0]:.2f}, cpu capability "
+          f"{torch.backends.cpu.get_cpu_capability()}")
     if (args.data / "openclipart" / "captions.jsonl").is_file():
         sentences, source = caption_sentences(args.data, args.n), "openclipart captions"
     else:
         sentences, source = synthetic_sentences(args.n), "synthetic"
     assert len(set(sentences)) == len(sentences)
-    ours = MiniLMEncoder()
-    st = SentenceTransformer(str(ours.model_dir), device="cpu")
+    ours = {}
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    for b, p in SETTINGS:
+        if only and f"{b}-{p}" not in only:
+            continue
+        try:
+            ours[f"{b}-{p}"] = MiniLMEncoder(backend=b, precision=p)
+        except Exception as e:  # noqa: BLE001 - e.g. openvino not installed
+            print(f"ours {b}-{p} skipped: {e}")
+    auto = ours["auto-auto"].resolved
+    model_dir = str(ours["auto-auto"].model_dir)
+    refs = {"st-fp32": SentenceTransformer(model_dir, device="cpu")}
+    onnx_st, why = st_onnx(model_dir)
+    if onnx_st is None:
+        print(f"ST backend='onnx' skipped: {why}")
+    else:
+        refs["st-onnx"] = onnx_st
     print(f"{len(sentences)} distinct sentences ({source}); torch threads "
-          f"{torch.get_num_threads()}, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
-    st.encode(sentences[:64], batch_size=args.st_batch_size)  # warm-up
-    ours.encode(sentences[:64])
+          f"{torch.get_num_threads()}, cpus {os.cpu_count()}; auto = {auto[0]}-{auto[1]}")
+    for st in refs.values():  # warm-up
+        st.encode(sentences[:64], batch_size=args.st_batch_size)
+    for enc in ours.values():
+        enc.encode(sentences[:64])
 
-    st_rates, our_rates, ratios = [], [], []
+    rates: dict[str, list[float]] = {k: [] for k in [*refs, *ours]}
+    vecs: dict[str, torch.Tensor] = {}
     for rep in range(args.repeats):
-        t_st, ref = timed(lambda: st.encode(sentences, batch_size=args.st_batch_size,
-                                            convert_to_tensor=True))
-        t_ours, vecs = timed(lambda: ours.encode(sentences))
-        st_rates.append(len(sentences) / t_st)
-        our_rates.append(len(sentences) / t_ours)
-        ratios.append(t_st / t_ours)
-        print(f"run {rep + 1}: sentence-transformers {st_rates[-1]:.1f} sentences/s | "
-              f"polymodal minilm {our_rates[-1]:.1f} sentences/s | ratio {ratios[-1]:.2f}x")
-    cos = torch.nn.functional.cosine_similarity(vecs, ref.float().cpu())
-    print(f"median: ST {statistics.median(st_rates):.1f} sentences/s, ours "
-          f"{statistics.median(our_rates):.1f} sentences/s, ratio "
-          f"{statistics.median(ratios):.2f}x")
-    print(f"cosine ours vs ST: min {cos.min().item():.6f} mean {cos.mean().item():.6f}")
+        for name, st in refs.items():
+            t, ref = timed(lambda: st.encode(sentences, batch_size=args.st_batch_size,
+                                             convert_to_tensor=True))
+            rates[name].append(len(sentences) / t)
+            vecs[name] = torch.as_tensor(ref).float().cpu()
+        for name, enc in ours.items():
+            t, v = timed(lambda: enc.encode(sentences))
+            rates[name].append(len(sentences) / t)
+            vecs[name] = v
+        print(f"run {rep + 1}: " + " | ".join(f"{k} {r[-1]:.1f}/s" for k, r in rates.items()),
+              flush=True)
+    st_rate = statistics.median(rates["st-fp32"])
+    for name in rates:
+        cos = torch.nn.functional.cosine_similarity(vecs[name], vecs["st-fp32"])
+        rate = statistics.median(rates[name])
+        print(f"{name:<12} {rate:8.1f} sentences/s  {rate / st_rate:5.2f}x ST fp32  cosine to "
+              f"ST fp32 min {cos.min().item():.5f} mean {cos.mean().item():.5f}")
+    print(f"ratio {statistics.median(rates['auto-auto']) / st_rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -592,7 +592,7 @@ def test_classify_refit_failing_after_its_encode_leaves_no_complete(tmp_path, mo
     cfg = ClassifierConfig(manifest=str(man), modalities=["text"], fusion="unimodal:text",
                            encoders={"text": "minilm"}, cache_dir=str(tmp_path / "cache"),
                            hidden=8, train=TrainConfig(epochs=1, progress=False))
-    monkeypatch.setattr(encode_mod, "build_encoder", lambda name, modality=None: WordEncoder())
+    monkeypatch.setattr(encode_mod, "build_encoder", lambda name, modality=None, **kw: WordEncoder())
     fit_mod.fit_classifier(cfg, run, progress=False)
     assert RunFolder.open(run, "classification") and (run / "features" / "text.npy").is_file()
 

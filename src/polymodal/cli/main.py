@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or ~/.cache/polymodal)")
     e.add_argument("--batch-size", type=int, default=None)
     e.add_argument("--workers", type=int, default=2, help="decoding threads")
+    e.add_argument("--backend", default="auto", help="how the encoders run: auto, torch, "
+                   "torch-bf16, onnx, openvino; one for all or per modality, e.g. "
+                   "text=onnx,image=torch (default auto: each encoder's measured fastest)")
+    e.add_argument("--precision", "--encoder-precision", default="auto",
+                   help="auto, fp32, bf16, int8; one for all or per modality (text=int8)")
 
     v = add("validate", data.cmd_validate, "check every row of a manifest; exit 1 if any problem")
     v.add_argument("manifest")

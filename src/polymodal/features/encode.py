@@ -34,10 +34,14 @@ __all__ = ["WRITE_ROWS", "EncodeResult", "ModalityStats", "encode", "encode_mani
 
 
 def resolve_encoders(manifest: Manifest, spec: dict[str, Any] | None,
-                     modalities: Sequence[str] | None = None) -> dict[str, Encoder]:
+                     modalities: Sequence[str] | None = None, backend: str = "auto",
+                     precision: str = "auto", cache_dir: str | Path | None = None
+                     ) -> dict[str, Encoder]:
     """Encoders for ``modalities`` (default: every modality of the manifest): ``spec`` maps
     modality -> name or Encoder and overrides only the modalities it names; the others use the
-    offline defaults. Naming a modality the manifest lacks (or that is not encoded) is an
+    offline defaults. Names are built with ``backend`` / ``precision`` (one value, or per
+    modality: ``text=onnx,image=torch``; `polymodal.features.encoders.backends`), every one
+    checked before any model loads. Naming a modality the manifest lacks (or that is not encoded) is an
     error."""
     spec = dict(spec or {})
     mods = list(modalities) if modalities is not None else manifest.modalities
@@ -48,10 +52,16 @@ def resolve_encoders(manifest: Manifest, spec: dict[str, Any] | None,
     extra = sorted(set(spec) - set(mods))
     if extra:
         raise UsageError(f"--encoder {extra[0]}=…: only {', '.join(mods)} is encoded here")
+    from polymodal.features.encoders.backends import parse_setting, setting_for
+
+    parse_setting(backend, "backend"), parse_setting(precision, "precision")
     out: dict[str, Encoder] = {}
     for m in mods:
         e = spec.get(m, DEFAULT_ENCODERS[m])
-        out[m] = build_encoder(e, modality=m) if isinstance(e, str) else e
+        out[m] = build_encoder(e, modality=m, backend=setting_for(backend, m),
+                               precision=setting_for(precision, m, "precision"),
+                               cache_dir=str(cache_dir) if cache_dir else None
+                               ) if isinstance(e, str) else e
     return out
 
 
@@ -59,10 +69,12 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                     encoders: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
                     batch_size: int | None = None, workers: int = 2, progress: bool = True,
                     columns: dict[str, str] | None = None,
-                    modalities: Sequence[str] | None = None) -> EncodeResult:
+                    modalities: Sequence[str] | None = None, backend: str = "auto",
+                    precision: str = "auto") -> EncodeResult:
     """Encode ``modalities`` (default: every modality) of a manifest into ``out`` (see
     `FeatureSet` for the layout), reusing and filling the content-addressed cache in
-    ``cache_dir``. ``encoders`` overrides the default encoder of the modalities it names.
+    ``cache_dir``. ``encoders`` overrides the default encoder of the modalities it names;
+    ``backend`` / ``precision`` choose how named encoders run (`resolve_encoders`).
 
     ``out`` is written as a unit (`feature_folder`): an encode that fails or is killed leaves
     the previous folder as it was, never a mix of old and new files."""
@@ -70,8 +82,8 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
         manifest = read_manifest(manifest, columns=columns)
     out = Path(out)
     check_replaceable(out)  # before any work: never replace a folder holding other things
-    encs = resolve_encoders(manifest, encoders, modalities)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    encs = resolve_encoders(manifest, encoders, modalities, backend, precision, cache)
     threads = torch.get_num_threads()  # encoders use every core; restored below
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     skipped = [p for p in manifest.problems if p.level == "error"]
@@ -106,7 +118,8 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
 
 def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: dict[str, str],
                       features: str | Path | None, out: Path, cache_dir: str | Path | None,
-                      progress: bool = True, require: Sequence[str] = ()) -> FeatureSet:
+                      progress: bool = True, require: Sequence[str] = (),
+                      backend: str = "auto", precision: str = "auto") -> FeatureSet:
     """Features of ``modalities`` for ``manifest``: the folder ``features`` (which must have been
     encoded from this manifest), else a cached encode into ``out/features`` with ``encoders``
     (defaults for the others). A clear error when the manifest lacks one of ``require`` (the
@@ -125,11 +138,13 @@ def manifest_features(manifest: Manifest, modalities: Sequence[str], encoders: d
         raise UsageError(f"--encoder {extra[0]}=…: this task encodes only "
                          f"{', '.join(modalities)}")
     return encode_manifest(manifest, out / "features", encoders=encoders, cache_dir=cache_dir,
-                           progress=progress, modalities=modalities).features
+                           progress=progress, modalities=modalities, backend=backend,
+                           precision=precision).features
 
 
 def encode(items: Any, encoder: str | Encoder = "minilm", modality: str | None = None,
-           cache_dir: str | Path | None = None, batch_size: int | None = None) -> np.ndarray:
+           cache_dir: str | Path | None = None, batch_size: int | None = None,
+           backend: str = "auto", precision: str = "auto") -> np.ndarray:
     """Vectors of texts or image / audio files through the content-addressed feature cache
     (``polymodal.encode``): one item -> ``[dim]``, a list -> ``[N, dim]`` float32.
 
@@ -137,12 +152,15 @@ def encode(items: Any, encoder: str | Encoder = "minilm", modality: str | None =
     ``modality``) or a built `Encoder`. Items already in the cache (same encoder id, same text
     or file bytes, e.g. encoded by ``polymodal encode``) are read from it, the others are
     encoded and stored; the values are the cache's (float16 precision), so they equal what a
-    fit on the same items sees. A bad item raises a one-line `PolymodalError` naming it."""
+    fit on the same items sees. A bad item raises a one-line `PolymodalError` naming it.
+    ``backend`` / ``precision``: how a named encoder runs (`build_encoder`)."""
     from polymodal.features.encoders.base import is_single
 
     single = is_single(items)
     batch = [items] if single else list(items)
-    enc = build_encoder(encoder, modality=modality) if isinstance(encoder, str) else encoder
+    enc = build_encoder(encoder, modality=modality, backend=backend, precision=precision,
+                        cache_dir=str(cache_dir) if cache_dir else None
+                        ) if isinstance(encoder, str) else encoder
     if modality is not None and enc.modality != modality:
         raise UsageError(f"encoder '{enc.name}' encodes {enc.modality}, not {modality}")
     cache = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from polymodal.core.config import StrictConfig
+from polymodal.features.encoders.backends import check_setting
 from polymodal.features.encoders.registry import check_encoder_map
 
 
@@ -24,3 +25,10 @@ class DataConfig(StrictConfig):
                                  "encoding")
     cache_dir: str | None = Field(None, description="feature cache folder (default "
                                   "$POLYMODAL_CACHE or ~/.cache/polymodal)")
+    backend: Annotated[str, AfterValidator(check_setting("backend"))] = Field(
+        "auto", description="how the encoders run: auto, torch, torch-bf16, onnx, openvino; "
+                            "one for all or per modality, e.g. text=onnx,image=torch (a fitted "
+                            "run keeps its encoders' backend)")
+    encoder_precision: Annotated[str, AfterValidator(check_setting("precision"))] = Field(
+        "auto", description="encoder precision: auto, fp32, bf16, int8; one for all or per "
+                            "modality, e.g. text=int8 (--precision is the training's)")

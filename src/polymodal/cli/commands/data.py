@@ -28,7 +28,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     res = encode_manifest(a.manifest, a.out, encoders=pairs(a.encoder, "--encoder"),
                           cache_dir=a.cache, batch_size=a.batch_size, workers=a.workers,
-                          progress=not a.quiet, columns=pairs(a.column, "--column"))
+                          progress=not a.quiet, columns=pairs(a.column, "--column"),
+                          backend=a.backend, precision=a.precision)
     print(res.table())
     print(f"rows: {res.rows}  written to: {res.out}")
     print_row_report(res.warnings, res.skipped, res.out / "skipped.jsonl")

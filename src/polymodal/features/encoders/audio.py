@@ -148,6 +148,7 @@ class LogMelEncoder:
     name = "logmel"
     modality = "audio"
     batch_size = 16  # encode holds a few batches of decoded audio: 16 × 600 s ≈ 0.6 GB each
+    backends: dict = {}  # no model: --backend / --precision do not apply (id unchanged)
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 400,
                  hop: int = 160, fmin: float = 0.0, fmax: float | None = None,

@@ -86,11 +86,15 @@ def encode_items(encoder: Encoder, items: Any, batch_size: int | None = None,
 
 
 def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
-                    where: str = "this run", fallback: str | None = None) -> Encoder:
+                    where: str = "this run", fallback: str | None = None,
+                    cache_dir: str | None = None) -> Encoder:
     """The encoder a run's ``modality`` features were made with: built from its stored
     ``name`` (or ``fallback`` when that name cannot be rebuilt, e.g. a format-1 id of a local
-    Hugging Face folder) and checked to give ``expected_id`` again, so new inputs are never
-    encoded differently from the training features. One-line `PolymodalError` otherwise."""
+    Hugging Face folder) with the backend ``expected_id`` names (torch fp32 for an id from
+    before backends, whose vectors those are) and checked to give ``expected_id`` again, so
+    new inputs are never encoded differently from the training features. One-line
+    `PolymodalError` otherwise."""
+    from polymodal.features.encoders.backends import split_backend_id
     from polymodal.features.encoders.registry import build_encoder
 
     scheme, _, arg = (name or "").partition(":")
@@ -99,12 +103,28 @@ def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
     if not chosen:
         raise PolymodalError(f"{where}: its {modality} features were made by encoder "
                              f"'{expected_id or name}', which cannot be rebuilt here")
-    enc = build_encoder(chosen, modality=modality)
-    if expected_id and expected_id != chosen and enc.id != expected_id:
+    base_id, resolved = split_backend_id(expected_id or "")
+    backend, precision = resolved or (legacy_backend(chosen) if expected_id else ("auto", "auto"))
+    enc = build_encoder(chosen, modality=modality, backend=backend, precision=precision,
+                        cache_dir=cache_dir)
+    got, want = (enc.id, expected_id) if resolved else (split_backend_id(enc.id)[0], base_id)
+    if expected_id and expected_id != chosen and got != want:
         raise PolymodalError(f"{where}: its {modality} features were made by encoder "
                              f"'{expected_id}', but '{chosen}' now gives '{enc.id}'; re-fit the "
                              f"run to use it with this polymodal")
     return enc
+
+
+def legacy_backend(name: str) -> tuple[str, str]:
+    """The backend an id of ``name`` from before backends (no ``|backend=`` suffix) was made
+    with: torch fp32 where the encoder has it, else its default ("auto" when it has no model)."""
+    from polymodal.features.encoders.registry import ENCODERS, parse_encoder_name
+
+    cls = ENCODERS.load(parse_encoder_name(name)[0].name)
+    declared = getattr(cls, "backends", None) or {}
+    if "fp32" in declared.get("torch", ()):
+        return ("torch", "fp32")
+    return tuple(cls.default_backend) if declared else ("auto", "auto")
 
 
 def warm_up(encoder: Encoder) -> None:

@@ -78,11 +78,31 @@ def check_encoder_map(encoders: Mapping[str, str]) -> Mapping[str, str]:
     return encoders
 
 
-def build_encoder(name: str, modality: str | None = None, **kwargs: Any) -> Encoder:
+def build_encoder(name: str, modality: str | None = None, backend: str = "auto",
+                  precision: str = "auto", cache_dir: str | None = None, **kwargs: Any
+                  ) -> Encoder:
     """Build an encoder by name (``minilm``, ``efficientnet-lite0``, ``logmel``,
     ``whisper-tiny``), or ``hf:<model>`` for any Hugging Face model (``modality`` required:
-    text, image or audio). Unknown names and options raise `UsageError`."""
+    text, image or audio). Unknown names and options raise `UsageError`.
+
+    ``backend`` / ``precision`` (`polymodal.features.encoders.backends`) go to encoders that
+    declare ``backends``; an encoder without a model (``backends = {}``, e.g. ``logmel``)
+    ignores them; one that declares nothing runs torch fp32 only (anything else is a one-line
+    `UsageError` naming it). ``cache_dir`` (where exported model files go) reaches encoders
+    that take it."""
+    from polymodal.features.encoders.backends import resolve_backend
+
     entry, arg = check_encoder(name, modality)
+    cls = ENCODERS.load(entry.name)
+    declared = getattr(cls, "backends", None)
+    if declared:
+        kwargs.update(backend=backend, precision=precision)
+        if cache_dir is not None and "cache_dir" in ENCODERS.options(entry.name):
+            kwargs.setdefault("cache_dir", cache_dir)
+    elif declared is None:  # checked here, before any model is loaded
+        resolve_backend(name, {"torch": ("fp32",)}, ("torch", "fp32"), backend, precision)
+    else:
+        resolve_backend(name, {}, None, backend, precision)  # valid names, else ignored
     if entry.metadata["modality"] == "any":
         return ENCODERS.build(entry.name, arg, modality, **kwargs)
     return ENCODERS.build(entry.name, **kwargs)

@@ -67,7 +67,8 @@ def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionD
                            np.array([r.image is not None and bool(r.text) for r in man.records]),
                            "an image and a caption", {"train": 2, "test": 1})
     fs = manifest_features(man, ["image"], cfg.encoders, cfg.features, out, cfg.cache_dir,
-                           progress, require=["image", "text"])
+                           progress, require=["image", "text"], backend=cfg.backend,
+                           precision=cfg.encoder_precision)
     x, present = fs.per_row("image")
     keep = [i for i, r in enumerate(man.records)
             if present[i] and r.text and any(caption_tokens(t) for t in r.text)]

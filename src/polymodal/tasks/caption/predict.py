@@ -39,10 +39,8 @@ class LoadedCaptioner:
 
     def encoder(self):
         if self._encoder is None:
-            from polymodal.features.encoders import build_encoder
-
-            self._encoder = build_encoder(self.doc["encoders"]["image"]["name"],
-                                          modality="image")
+            spec = self.doc["encoders"]["image"]  # rebuilt with the backend its id names
+            self._encoder = rebuild_encoder(spec["name"], "image", spec.get("id"))
         return self._encoder
 
 

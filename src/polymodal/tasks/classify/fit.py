@@ -200,7 +200,8 @@ def _features_for(cfg: ClassifierConfig, manifest: Manifest, mods: list[str], ou
 
     enc = {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in mods}
     encode_manifest(manifest, out / "features", encoders=enc, cache_dir=cfg.cache_dir,
-                    progress=progress, modalities=mods)
+                    progress=progress, modalities=mods, backend=cfg.backend,
+                    precision=cfg.encoder_precision)
     return out / "features"
 
 

@@ -66,7 +66,8 @@ def load_data(cfg: Any, out: Path, progress: bool) -> GenData:
                                      for r in man.records]),
                            f"an image and a {cfg.condition}", {"train": 2})
     fs = manifest_features(man, [cfg.condition], cfg.encoders, cfg.features, out,
-                           cfg.cache_dir, progress, require=["image", cfg.condition])
+                           cfg.cache_dir, progress, require=["image", cfg.condition],
+                           backend=cfg.backend, precision=cfg.encoder_precision)
     vecs, rows = fs.vectors(cfg.condition)
     channels = cfg.channels or (1 if cfg.size <= 32 else 3)
     want = sorted(set(int(r) for r in rows))

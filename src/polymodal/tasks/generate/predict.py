@@ -27,10 +27,9 @@ class LoadedGenerator:
 
     def encoder(self):
         if self._encoder is None:
-            from polymodal.features.encoders import build_encoder
-
             cond = self.doc["condition"]
-            self._encoder = build_encoder(self.doc["encoders"][cond]["name"], modality=cond)
+            spec = self.doc["encoders"][cond]  # rebuilt with the backend its id names
+            self._encoder = rebuild_encoder(spec["name"], cond, spec.get("id"))
         return self._encoder
 
 

@@ -212,7 +212,8 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     else:
         feats = encode_manifest(manifest, out / "features", encoders=encoders,
                                 cache_dir=cfg.cache_dir, progress=progress,
-                                modalities=list(encoders)).features
+                                modalities=list(encoders), backend=cfg.backend,
+                                precision=cfg.encoder_precision).features
     data = load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance)
     names = (cfg.query, cfg.target)
     qi, tj = data.pairs("train")

@@ -13,8 +13,8 @@ import torch
 
 from polymodal.features.cache.features import FeatureSet
 from polymodal.data.manifest import Manifest, Record, read_manifest
-from polymodal.features.encoders import Encoder, build_encoder
-from polymodal.features.encoders.base import is_single, warm_up
+from polymodal.features.encoders import Encoder
+from polymodal.features.encoders.base import is_single, rebuild_encoder, warm_up
 from polymodal.core.runfolder import RunFolder, one_line as _one_line
 from polymodal.core.splits import run_splits
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
@@ -57,12 +57,10 @@ class RetrievalRun:
     def encoder(self, modality: str) -> Encoder:
         self._enc = self._enc or {}
         if modality not in self._enc:
-            enc = build_encoder(self.encoders[modality], modality=modality)
-            want = (self.encoder_ids or {}).get(modality)
-            if want and want != self.encoders[modality] and enc.id != want:
-                raise PolymodalError(f"{self.root}: {modality} was encoded with '{want}' but this "
-                                     f"polymodal builds '{enc.id}'; re-fit the run")
-            self._enc[modality] = enc
+            # the backend the run's features were made with (its stored id), never "auto"
+            self._enc[modality] = rebuild_encoder(
+                self.encoders[modality], modality, (self.encoder_ids or {}).get(modality),
+                where=str(self.root), cache_dir=self.config.cache_dir)
         return self._enc[modality]
 
 
@@ -128,7 +126,7 @@ def run_features(run: RetrievalRun, m: Manifest, modalities: tuple[str, ...], ow
     if own and cfg.features and (Path(cfg.features) / "features.json").is_file():
         return FeatureSet.load(cfg.features)
     return encode_manifest(m, run.root / "eval_features", encoders={
-        mod: run.encoders[mod] for mod in modalities}, cache_dir=cfg.cache_dir,
+        mod: run.encoder(mod) for mod in modalities}, cache_dir=cfg.cache_dir,
         progress=progress, modalities=modalities).features
 
 

@@ -1,0 +1,151 @@
+"""ONNX Runtime backends of ``efficientnet-lite0``: fp32 export and int8 static quantization.
+
+The exported graph takes the normalised ``float32 [B, 3, H, W]`` input (batch, height and width
+dynamic: the network is fully convolutional, so one file serves every resolution that is a
+multiple of 32) and returns the pooled ``[B, 1280]`` features.
+
+int8: onnxruntime static post-training quantization, QDQ format, weights int8 per output
+channel, activations uint8 per tensor (u8s8: the VNNI / AMX integer kernels), ranges from
+MinMax calibration on a fixed list of images (deterministic: the same images give the same
+file). Files go under ``artifact_dir(cache_dir)``, named by a digest of what made them (weights,
+export settings, calibration images), written atomically and loaded on the next run.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from polymodal.core.atomic import atomic_path
+from polymodal.core.errors import PolymodalError
+
+OPSET = 17
+EXPORT_VERSION = "1"  # bump when the export or quantization recipe changes
+
+
+def file_digest(paths: Iterable[str | Path], extra: str = "") -> str:
+    """sha256 (16 hex) over ``extra`` and the bytes of ``paths`` in order."""
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _need_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise PolymodalError("backend 'onnx' needs the packages onnx and onnxruntime "
+                             "(pip install 'polymodal[fast]')") from None
+
+
+def export_fp32(model, path: Path) -> Path:
+    """Export ``model`` (an EfficientNet with ``extract_features``) + average pool to ``path``
+    (atomically; kept if it exists)."""
+    if path.is_file():
+        return path
+    _need_onnx()
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    net = Pooled(model).eval().float()
+    x = torch.zeros(1, 3, 224, 224)
+    with atomic_path(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+        torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=["features"],
+                          opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
+                                        "features": {0: "batch"}})
+    return path
+
+
+def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]]
+                  ) -> Path:
+    """Static int8 QDQ copy of ``fp32_path`` at ``path`` (kept if it exists); ``calibration()``
+    yields model inputs ``float32 [1, 3, H, W]``."""
+    if path.is_file():
+        return path
+    _need_onnx()
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calibration())
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"pixels": x}
+
+    with tempfile.TemporaryDirectory(prefix="polymodal-quant-") as d:
+        pre = Path(d) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        with atomic_path(path) as tmp:
+            quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"CalibTensorRangeSymmetric": False})
+    return path
+
+
+class OnnxRunner:
+    """``run(x [B, 3, H, W] float32) -> [B, 1280] float32`` on an onnxruntime CPU session."""
+
+    def __init__(self, path: Path, threads: int):
+        _need_onnx()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"pixels": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class OpenVinoRunner:
+    """The exported fp32 graph on OpenVINO's CPU plugin; ``precision`` bf16 runs it on the AMX
+    bf16 units (OpenVINO's inference-precision hint), fp32 keeps every op in f32."""
+
+    def __init__(self, path: Path, precision: str, threads: int):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise PolymodalError("backend 'openvino' needs the package openvino "
+                                 "(pip install 'polymodal[openvino]')") from None
+        hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+        self.model = ov.Core().compile_model(
+            str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                               "INFERENCE_NUM_THREADS": max(1, threads)})
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(np.ascontiguousarray(x, dtype=np.float32))[0])
+
+
+def calibration_inputs(paths: Sequence[str | Path], prepare: Callable, to_array: Callable
+                       ) -> Callable[[], Iterable[np.ndarray]]:
+    """A re-iterable source of calibration inputs: each image decoded by ``prepare`` and turned
+    into a model input by ``to_array`` (one image per input, at its own resolution)."""
+    def gen():
+        for p in paths:
+            yield to_array([prepare(p)])
+    return gen
