@@ -24,7 +24,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "text-gate")
     ap.add_argument("--epochs", type=int, default=20)
     args = ap.parse_args()
-    import numpy as np
     import torch
 
     from polymodal.data.datasets import build_dataset

@@ -55,6 +55,9 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
     t.add_argument("--out", help="manifest to write (with the new column)")
     t.add_argument("--column", default="transcript")
     t.add_argument("--beam", type=int, default=1)
+    t.add_argument("--precision", default="auto", choices=("auto", "int8", "fp32"),
+                   help="CTranslate2 compute: int8 (the default, measured: docs/RESULTS.md §1) "
+                        "or fp32")
     t.add_argument("--wer-against", metavar="COLUMN",
                    help="with --manifest: print the WER against this text column")
     t.add_argument("--srt", metavar="DIR", help="also write DIR/<file stem>.srt per audio file")

@@ -81,7 +81,7 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         if not a.out:
             raise UsageError("--manifest needs --out (the manifest to write)")
         res = transcribe_manifest(a.manifest, a.out, column=a.column, beam=a.beam,
-                                  progress=not a.quiet)
+                                  progress=not a.quiet, precision=a.precision)
         print(f"transcribed {res.ok} clips in {res.seconds:.1f} s; written: {a.out} "
               f"(column '{a.column}')")
         bad = [p for p in res.problems if p.level == "error"]
@@ -99,7 +99,7 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         return 0
     subs = {fmt: (d, subtitle_paths(a.audio, d, fmt))  # name clashes refused before any work
             for fmt, d in (("srt", a.srt), ("vtt", a.vtt)) if d}
-    res = transcribe(a.audio, beam=a.beam, progress=not a.quiet)
+    res = transcribe(a.audio, beam=a.beam, progress=not a.quiet, precision=a.precision)
     for path, text in zip(a.audio, res.texts):
         if text is not None:
             print(f"{path}\t{text}")

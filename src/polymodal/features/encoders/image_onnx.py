@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from polymodal.core.atomic import atomic_path
-from polymodal.core.errors import PolymodalError
+from polymodal.features.encoders.runtimes import export_onnx, need_onnx, openvino_model, ort_session
 
-OPSET = 17
 EXPORT_VERSION = "1"  # bump when the export or quantization recipe changes
 
 
@@ -38,21 +36,12 @@ def file_digest(paths: Iterable[str | Path], extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def _need_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise PolymodalError("backend 'onnx' needs the packages onnx and onnxruntime "
-                             "(pip install 'polymodal[fast]')") from None
-
-
 def export_fp32(model, path: Path) -> Path:
     """Export ``model`` (an EfficientNet with ``extract_features``) + average pool to ``path``
     (atomically; kept if it exists)."""
     if path.is_file():
         return path
-    _need_onnx()
+    need_onnx()
     import torch
 
     class Pooled(torch.nn.Module):
@@ -63,15 +52,9 @@ def export_fp32(model, path: Path) -> Path:
         def forward(self, x):
             return self.net.extract_features(x).mean(dim=(2, 3))
 
-    net = Pooled(model).eval().float()
-    x = torch.zeros(1, 3, 224, 224)
-    with atomic_path(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on constant folding
-        torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=["features"],
-                          opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
-                                        "features": {0: "batch"}})
-    return path
+    return export_onnx(Pooled(model).eval().float(), (torch.zeros(1, 3, 224, 224),), path,
+                       ["pixels"], ["features"], {"pixels": {0: "batch", 2: "height", 3: "width"},
+                                                  "features": {0: "batch"}})
 
 
 def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]]
@@ -80,7 +63,7 @@ def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterabl
     yields model inputs ``float32 [1, 3, H, W]``."""
     if path.is_file():
         return path
-    _need_onnx()
+    need_onnx()
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -109,33 +92,17 @@ class OnnxRunner:
     """``run(x [B, 3, H, W] float32) -> [B, 1280] float32`` on an onnxruntime CPU session."""
 
     def __init__(self, path: Path, threads: int):
-        _need_onnx()
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"pixels": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 class OpenVinoRunner:
-    """The exported fp32 graph on OpenVINO's CPU plugin; ``precision`` bf16 runs it on the AMX
-    bf16 units (OpenVINO's inference-precision hint), fp32 keeps every op in f32."""
+    """The exported fp32 graph on OpenVINO's CPU plugin (``precision`` fp32 / bf16)."""
 
     def __init__(self, path: Path, precision: str, threads: int):
-        try:
-            import openvino as ov
-        except ImportError:
-            raise PolymodalError("backend 'openvino' needs the package openvino "
-                                 "(pip install 'polymodal[openvino]')") from None
-        hint = {"fp32": "f32", "bf16": "bf16"}[precision]
-        self.model = ov.Core().compile_model(
-            str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-                               "INFERENCE_NUM_THREADS": max(1, threads)})
+        self.model = openvino_model(path, precision, threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model(np.ascontiguousarray(x, dtype=np.float32))[0])

@@ -18,25 +18,14 @@ written atomically (a killed export leaves nothing) and loaded on the next run.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from polymodal.core.atomic import atomic_path
-from polymodal.core.errors import PolymodalError
+from polymodal.features.encoders.runtimes import export_onnx, need_onnx, openvino_model, ort_session
 
-OPSET = 17
 RECIPE = "minilm-onnx-1"  # bump when the export or quantization recipe changes
-
-
-def need_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise PolymodalError("backend 'onnx' needs the packages onnx and onnxruntime "
-                             "(pip install 'polymodal[fast]')") from None
 
 
 def weights_digest(model_dir: Path) -> str:
@@ -75,16 +64,10 @@ def export_fp32(model_dir: Path, path: Path) -> Path:
         net = AutoModel.from_pretrained(model_dir, local_files_only=True,
                                         attn_implementation="eager")
     ids = torch.ones(2, 8, dtype=torch.long)
-    axes = {"batch": 0, "length": 1}
-    with atomic_path(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Pooled(net.eval()), (ids, ids.clone()), str(tmp),
-                          input_names=["input_ids", "attention_mask"], output_names=["pooled"],
-                          opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
-                                        "attention_mask": {v: k for k, v in axes.items()},
-                                        "pooled": {0: "batch"}})
-    return path
+    axes = {0: "batch", 1: "length"}
+    return export_onnx(Pooled(net.eval()), (ids, ids.clone()), path,
+                       ["input_ids", "attention_mask"], ["pooled"],
+                       {"input_ids": axes, "attention_mask": axes, "pooled": {0: "batch"}})
 
 
 def quantize_int8(fp32_path: Path, path: Path) -> Path:
@@ -112,18 +95,7 @@ class OnnxTextRunner:
     """``(input_ids, attention_mask) -> pooled [B, 384]`` float32 on an onnxruntime session."""
 
     def __init__(self, path: Path, threads: int):
-        need_onnx()
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), opts,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - a damaged artifact is a one-line error
-            raise PolymodalError(f"cannot load {path}: {str(e).splitlines()[0]} (delete it to "
-                                 "export again)") from None
+        self.session = ort_session(path, threads)
 
     def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
@@ -138,20 +110,10 @@ def onnx_runner(model_dir: Path, precision: str, folder: Path, threads: int) -> 
 
 
 class OpenVinoTextRunner:
-    """The exported fp32 graph compiled by OpenVINO for the CPU; ``bf16`` sets its inference
-    precision hint (AMX tiles; fused attention / layer norm kernels)."""
+    """The exported fp32 graph compiled by OpenVINO for the CPU (``precision`` fp32 / bf16)."""
 
     def __init__(self, path: Path, precision: str, threads: int):
-        try:
-            import openvino as ov
-        except ImportError:
-            raise PolymodalError("backend 'openvino' needs the package openvino "
-                                 "(pip install 'polymodal[openvino]')") from None
-        hint = {"bf16": "bf16", "fp32": "f32"}[precision]
-        compiled = ov.Core().compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": max(1, threads)})
-        self.request = compiled.create_infer_request()
+        self.request = openvino_model(path, precision, threads).create_infer_request()
 
     def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         res = self.request.infer({"input_ids": input_ids, "attention_mask": mask})

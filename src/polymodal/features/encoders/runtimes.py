@@ -1,0 +1,76 @@
+"""The non-torch inference runtimes the encoders share: onnxruntime sessions and OpenVINO
+compiled models over an exported ONNX file, each with its one-line errors (missing package,
+damaged file)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polymodal.core.errors import PolymodalError
+
+
+def need_onnx() -> None:
+    """A one-line error unless onnx and onnxruntime import."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise PolymodalError("backend 'onnx' needs the packages onnx and onnxruntime "
+                             "(pip install 'polymodal[fast]')") from None
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session on ``path`` (all graph optimisations, ``threads`` intra-op)."""
+    need_onnx()
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - a damaged artifact is a one-line error
+        raise PolymodalError(f"cannot load {path}: {str(e).splitlines()[0]} (delete it to "
+                             "export again)") from None
+
+
+def openvino_model(path: Path, precision: str, threads: int) -> Any:
+    """``path`` compiled by OpenVINO for the CPU; ``precision`` bf16 sets its inference
+    precision hint (the AMX bf16 units), fp32 keeps every op in f32."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise PolymodalError("backend 'openvino' needs the package openvino "
+                             "(pip install 'polymodal[openvino]')") from None
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    try:
+        return ov.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": max(1, threads)})
+    except Exception as e:  # noqa: BLE001
+        raise PolymodalError(f"cannot load {path}: {str(e).splitlines()[0]} (delete it to "
+                             "export again)") from None
+
+
+OPSET = 17
+
+
+def export_onnx(module: Any, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                dynamic_axes: dict) -> Path:
+    """``module`` (eval mode) exported to ``path`` with the TorchScript exporter (opset
+    `OPSET`), atomically; an existing file is kept (artifacts are named by their recipe)."""
+    if path.is_file():
+        return path
+    need_onnx()
+    import warnings
+
+    import torch
+
+    from polymodal.core.atomic import atomic_path
+
+    with atomic_path(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+        torch.onnx.export(module, args, str(tmp), input_names=inputs, output_names=outputs,
+                          opset_version=OPSET, dynamo=False, dynamic_axes=dynamic_axes)
+    return path
