@@ -179,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also answer requests whose Host header is NAME (repeatable; '*': any "
                     "host); localhost, 127.0.0.1, ::1 and --host are always allowed")
 
+    ex = add("export", serve.cmd_export, "export a retrieval run's encoders, heads and index "
+             "as ONNX; polymodal.load(OUT) runs it without torch")
+    ex.add_argument("run")
+    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("--int8", action="store_true", help="int8 text encoder (dynamic "
+                    "quantization; faster, lower cosine: it is reported)")
+    ex.add_argument("--out", required=True, help="folder to write (replaced if it is an export)")
+
     rp = add("report", serve.cmd_report, "write a stand-alone HTML report for a run or compare "
              "folder")
     rp.add_argument("path", help="run folder or compare folder")

@@ -37,5 +37,10 @@ def model_class(task: str) -> type:
 
 def load(run: str | Path) -> Any:
     """Load a run folder as its task's model object (see the module doc); a one-line
-    `PolymodalError` when the folder is missing, not a run, or corrupt."""
+    `PolymodalError` when the folder is missing, not a run, or corrupt. An exported folder
+    (``polymodal export``) loads without torch as an `ExportedRetriever`."""
+    from polymodal.tasks.retrieval.exported import ExportedRetriever, is_export
+
+    if is_export(run):
+        return ExportedRetriever.load(run)
     return model_class(RunFolder.open(run).task).load(run)

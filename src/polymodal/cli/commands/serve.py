@@ -88,6 +88,19 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from polymodal.tasks.retrieval.export import export_run
+
+    doc = export_run(a.run, a.out, a.format, int8=a.int8)
+    c = doc["check"]
+    if c.get("queries"):
+        print(f"cosine to the torch run: min {c['cosine_min']:.4f} mean {c['cosine_mean']:.4f}; "
+              f"same top-{c['k']} on {100 * c['same_top_k']:.0f}% of {c['queries']} queries "
+              f"({100 * c['same_order']:.0f}% in the same order)")
+    print(f"exported: {a.out}")
+    return 0
+
+
 def cmd_report(a: argparse.Namespace) -> int:
     from polymodal.report.retrieval import write_report
 
