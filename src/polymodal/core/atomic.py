@@ -21,7 +21,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                                dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -32,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process umask (read by setting it and putting it back: there is no getter)."""
     mask = os.umask(0o022)
     os.umask(mask)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,28 +144,36 @@ def resample(wav: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     return resample_poly(wav, up, down).astype(np.float32)
 
 
-def _decode_mono(path: Path, frames: int | None, channels: int) -> tuple[np.ndarray, int]:
-    """Read at most ``frames`` (None: to the end) block by block, mixing down as it goes;
-    -> (mono float32, rate). More than ``MAX_DECODED_SAMPLES`` frames is an error."""
+def read_mono(f: Any, frames: int, path: str | Path) -> np.ndarray:
+    """At most ``frames`` from the open ``soundfile.SoundFile`` ``f``, read in blocks of
+    ``AUDIO_BLOCK`` and mixed down as it goes (one mono copy in memory); NaN or infinite
+    samples are a `DecodeError` naming ``path``."""
+    parts, total = [], 0
+    while total < frames:
+        block = f.read(min(AUDIO_BLOCK, frames - total), dtype="float32", always_2d=True)
+        if not len(block):
+            break
+        if not np.isfinite(block).all():
+            raise DecodeError(str(path), "audio contains NaN or infinite samples")
+        parts.append(block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1))
+        total += len(block)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _decode_mono(path: Path, frames: int | None) -> tuple[np.ndarray, int]:
+    """Read at most ``frames`` (None: to the end) with `read_mono`; -> (mono float32, rate).
+    More than ``MAX_DECODED_SAMPLES`` frames is an error."""
     import soundfile as sf
 
     cap = limits.MAX_DECODED_SAMPLES
-    want = cap + 1 if frames is None else min(frames, cap + 1)
-    parts, total = [], 0
     with sf.SoundFile(str(path)) as f:
         rate = int(f.samplerate)
-        while total < want:
-            block = f.read(min(AUDIO_BLOCK, want - total), dtype="float32", always_2d=True)
-            if not len(block):
-                break
-            if not np.isfinite(block).all():
-                raise DecodeError(str(path), "audio contains NaN or infinite samples")
-            parts.append(block[:, 0].copy() if channels == 1 else block.mean(axis=1))
-            total += len(block)
+        mono = read_mono(f, cap + 1 if frames is None else min(frames, cap + 1), path)
+    total = len(mono)
     if total > cap:
         raise DecodeError(str(path), f"audio too long to decode (more than {cap:,} samples per "
                                      f"channel, the limit; set max_seconds to read the start)")
-    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), rate
+    return mono, rate
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000,
@@ -184,7 +193,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000,
                                      f"limit of {limits.MAX_DECODED_SAMPLES:,}; set max_seconds "
                                      f"to read the start)")
     try:
-        mono, rate = _decode_mono(path, frames, info.channels)
+        mono, rate = _decode_mono(path, frames)
     except DecodeError:
         raise
     except Exception as e:

@@ -14,11 +14,12 @@ subtitles` writes them as SRT / VTT).
 * Longer audio is cut into chunks of at most ``CHUNK_SECONDS`` (10 s), each ending at the
   quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` (so no word is split), and the chunks go
   through the same batched path; each chunk is one timed segment (a subtitle cue). Every sample
-  belongs to exactly one chunk, so nothing is transcribed twice or skipped. faster-whisper's
-  long-form ``transcribe`` (30 s windows advanced by predicted timestamps) was measured on
-  75.8 s of FSDD digits (87 words): WER 0.333 with 27 words repeated, because a window's
-  timestamps ended before its text did; pause-cut 10 s chunks: WER 0.011, 14× faster; with
-  word timestamps the long form also reached 0.011 but took 7× longer than the chunks.
+  belongs to exactly one chunk, so nothing is transcribed twice or skipped.
+  benchmarks/transcribe_long.py compares faster-whisper's long-form ``transcribe`` (30 s
+  windows advanced by predicted timestamps) on 75.8 s of FSDD digits (87 words): in one of two
+  runs its timestamps ended before its text did and the next window re-read the audio (WER
+  0.345, 115 words; the other run 0.057); the chunks: WER 0.011 both times, `ratio 3.87x`
+  (long-form wall / chunks wall, int8).
 * Memory stays bounded whatever the length: the file is decoded in blocks of
   ``BLOCK_SECONDS`` (10 min, one block of audio and its mel in memory), each cut at the
   quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` so that no word is split.
@@ -47,7 +48,6 @@ WINDOW_SECONDS = 30.0  # one Whisper window: clips up to this long are batched
 BLOCK_SECONDS = 600.0  # longer audio is decoded and transcribed this much at a time
 CHUNK_SECONDS = 10.0  # ... in chunks of at most this, cut in pauses (one subtitle cue each)
 SPLIT_SEARCH_SECONDS = 5.0
-_READ_FRAMES = 1 << 16
 
 
 @dataclass
@@ -149,7 +149,7 @@ def audio_blocks(path: str | Path, block_seconds: float | None = None
     of its last `SPLIT_SEARCH_SECONDS`; the next block starts there. Raises `DecodeError`."""
     import soundfile as sf
 
-    from polymodal.data.loaders import resample
+    from polymodal.data.audio import read_mono, resample
 
     block = float(BLOCK_SECONDS if block_seconds is None else block_seconds)
     try:
@@ -157,7 +157,7 @@ def audio_blocks(path: str | Path, block_seconds: float | None = None
             rate, start = int(f.samplerate), 0
             while True:
                 f.seek(start)
-                mono = _read_mono(f, max(1, int(block * rate)), path)
+                mono = read_mono(f, max(1, int(block * rate)), path)
                 if not mono.size:
                     return
                 wav = resample(mono, rate, SAMPLE_RATE)
@@ -172,19 +172,6 @@ def audio_blocks(path: str | Path, block_seconds: float | None = None
     except Exception as e:
         raise DecodeError(str(path), f"cannot decode audio ({' '.join(str(e).split())})"
                           ) from None
-
-
-def _read_mono(f: Any, frames: int, path: str | Path) -> np.ndarray:
-    parts, left = [], frames
-    while left > 0:
-        b = f.read(min(_READ_FRAMES, left), dtype="float32", always_2d=True)
-        if not len(b):
-            break
-        if not np.isfinite(b).all():
-            raise DecodeError(str(path), "audio contains NaN or infinite samples")
-        parts.append(b.mean(axis=1))
-        left -= len(b)
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _quiet_split(wav: np.ndarray, search_seconds: float) -> int:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from polymodal.core.atomic import umask
 from polymodal.core.errors import PolymodalError, UsageError
 
 log = logging.getLogger("polymodal.data.datasets")
@@ -147,9 +148,7 @@ class OutputFolder:
             raise PolymodalError(f"{target} exists and was not written by 'polymodal datasets "
                                  "build'; choose an empty --out folder or remove it")
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=self.out))
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # the folder it becomes: not mkdtemp's private 0700
+        os.chmod(tmp, 0o777 & ~umask())  # the folder it becomes: not mkdtemp's private 0700
         self.staged[name] = tmp
         return tmp
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
+from polymodal.tasks.retrieval.queries import check_k, check_query
 
 FORMAT = "polymodal-export"
 VERSION = 1
@@ -147,16 +148,11 @@ class ExportedRetriever:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def check(self, query: Any, modality: str | None) -> str:
-        modality = modality or self.query
-        if modality not in (self.query, self.target):
-            raise UsageError(f"this run aligns {self.query} and {self.target}; cannot search "
-                             f"with {modality}")
-        if not isinstance(query, (str, os.PathLike)) or not str(query).strip():
-            raise UsageError(f"empty {modality} query")
-        if modality != "text" and not Path(query).is_file():
-            raise UsageError(f"query {modality} file not found: {query}")
-        return modality
+    def check(self, query: Any, modality: str | None = None) -> str:
+        return check_query(query, modality, self.query, self.target)
+
+    def check_k(self, k: int) -> None:
+        check_k(k, len(self))
 
     def embed(self, items: Any, modality: str | None = None) -> np.ndarray:
         """Shared-space vectors: one item -> ``[d]``, a list -> ``[N, d]``."""
@@ -173,8 +169,7 @@ class ExportedRetriever:
     def search(self, queries: Any, k: int = 5, modality: str | None = None) -> list:
         """Top-``k`` hits (dicts: rank, id, score, row_id, path, text); a list of queries ->
         one list per query."""
-        if k <= 0 or k > len(self):
-            raise UsageError(f"k={k} must be between 1 and the index size {len(self)}")
+        self.check_k(k)
         single = isinstance(queries, (str, os.PathLike))
         batch = [queries] if single else list(queries)
         if not batch:

@@ -3,7 +3,6 @@ on a manifest, draw a grid of hits."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from polymodal.core.splits import run_splits
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
 from polymodal.tasks.retrieval.config import RetrievalConfig
 from polymodal.tasks.retrieval.fit import AlignModel, evaluate_sides
+from polymodal.tasks.retrieval.queries import check_k, check_query
 
 
 @dataclass
@@ -240,22 +240,11 @@ class Retriever:
             warm_up(self.run.encoder(m))
 
     def check_k(self, k: int) -> None:
-        if k <= 0 or k > len(self):
-            raise UsageError(f"k={k} must be between 1 and the index size {len(self)}")
+        check_k(k, len(self))
 
     def check(self, query: Any, modality: str | None = None) -> str:
-        """The modality of ``query`` after the checks that need no encoding (a `UsageError`
-        for a modality the run does not align, an empty text, a file that does not exist)."""
-        cfg = self.config
-        modality = modality or cfg.query
-        if modality not in (cfg.query, cfg.target):
-            raise UsageError(f"this run aligns {cfg.query} and {cfg.target}; cannot search with "
-                             f"{modality}")
-        if not isinstance(query, (str, os.PathLike)) or not str(query).strip():
-            raise UsageError(f"empty {modality} query")
-        if modality != "text" and not Path(query).is_file():
-            raise UsageError(f"query {modality} file not found: {query}")
-        return modality
+        """The modality of ``query`` after the checks that need no encoding (`check_query`)."""
+        return check_query(query, modality, self.config.query, self.config.target)
 
     def embed(self, items: Any, modality: str | None = None) -> np.ndarray:
         """Shared-space vectors: one item -> ``[d]``, a list -> ``[N, d]`` (one batch)."""
