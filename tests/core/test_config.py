@@ -105,7 +105,7 @@ def test_fusion_names_and_unimodal_baselines():
     assert ClassifierConfig(manifest="m", fusion="unimodal:audio").fusion == "unimodal:audio"
     with pytest.raises(UsageError, match=r"^unknown fusion 'erly'; did you mean 'early'\? "
                                          r"\(valid: early, .*, unimodal:audio, unimodal:image, "
-                                         r"unimodal:text\)$"):
+                                         r"unimodal:text, unimodal:video\)$"):
         ClassifierConfig(manifest="m", fusion="erly")
     with pytest.raises(UsageError, match=r"cross-attention, unimodal:audio, unimodal:image$"):
         ClassifierConfig(manifest="m", modalities=["image", "audio"], fusion="concat")

@@ -151,7 +151,7 @@ def test_retrieval_step_passes_margin_and_pair_ids_by_signature():
     class Model:  # what the step uses of AlignModel: embed() and the learnable scalars
         scalars = {"logit_scale": torch.tensor(2.0)}
 
-        def embed(self, x, side):
+        def embed(self, x, side, mask=None):
             return x
 
     def step(loss, margin=0.2, scalars=None):
@@ -206,13 +206,14 @@ def test_encoder_names_and_their_errors():
     assert parse_encoder_name("minilm")[0].name == "minilm"
     cases = {("minlm", None): "unknown encoder 'minlm'; did you mean 'minilm'? (valid: "
                               "minilm, efficientnet-lite0, logmel, whisper-tiny, "
-                              "hf:<model name or local dir>)",
+                              "hf:<model name or local dir>, frames:<image encoder>",
              ("hf", "text"): "encoder 'hf' needs an argument: hf:<model name or local dir>",
              ("logmel:x", None): "encoder 'logmel' takes no ':<argument>' (got 'logmel:x')",
              ("minilm", "image"): "encoder 'minilm' is a text encoder, not image",
              ("hf:org/m", None): "encoder 'hf:org/m' needs a modality (e.g. --encoder "
                                  "text=hf:org/m)",
-             ("minilm", "video"): "unknown modality 'video' for encoder 'minilm'"}
+             ("minilm", "video"): "encoder 'minilm' is a text encoder, not video",
+             ("minilm", "smell"): "unknown modality 'smell' for encoder 'minilm'"}
     for (name, modality), message in cases.items():
         with pytest.raises(UsageError) as e:
             check_encoder(name, modality)

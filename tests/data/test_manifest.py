@@ -48,8 +48,8 @@ def test_same_content_in_every_format(tmp_path, fmt):
 
 
 def test_roles_and_modalities_constants():
-    assert ROLES == ("id", "image", "text", "audio", "label", "split")
-    assert MODALITIES == ("image", "text", "audio")
+    assert ROLES == ("id", "image", "text", "audio", "video", "label", "split")
+    assert MODALITIES == ("image", "text", "audio", "video")
 
 
 def test_column_mapping_and_extras(tmp_path):

@@ -64,8 +64,8 @@ def test_settings_and_ids():
     assert setting_for("text=onnx", "text") == "onnx"
     assert setting_for("text=onnx", "image") == "auto"
     assert setting_for("int8", "audio", "precision") == "int8"
-    for bad, msg in {"video=onnx": "--backend video=onnx: unknown modality 'video'; valid: "
-                                   "text, image, audio",
+    for bad, msg in {"smell=onnx": "--backend smell=onnx: unknown modality 'smell'; valid: "
+                                   "text, image, audio, video",
                      "text=fast": "--backend text=fast: unknown backend 'fast'; valid: "
                                   f"{', '.join(BACKENDS)}",
                      "onnx,torch": "--backend onnx,torch: the default is given twice"}.items():

@@ -133,7 +133,7 @@ def test_invisible_only_text_and_id_count_as_empty(tmp_path):
                                       {"id": "c", "text": ["\u2060", "kept\u200bzwsp"]}])
     man = read_manifest(m)
     assert _where(man.problems) == [
-        (1, None, "all modalities missing (no image, text or audio)"),
+        (1, None, "all modalities missing (no image, text, audio or video)"),
         (2, "id", "empty id")]
     assert man.records[0].text == ["kept\u200bzwsp"]
 
@@ -192,7 +192,7 @@ def test_nan_infinity_and_huge_number_literals(tmp_path):
                        (2, "id", "-Infinity is not a usable id value"),
                        (3, "label", "Infinity is not a usable label value"),
                        (4, "text", "NaN value; treated as missing"),
-                       (4, None, "all modalities missing (no image, text or audio)")]
+                       (4, None, "all modalities missing (no image, text, audio or video)")]
     assert got[5][:2] == (5, None)
     assert got[5][2].startswith("unusable JSON value: Exceeds the limit (4300 digits)")
     assert got[6] == (7, "split", "unknown split boolean true; use train, val or test")

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from polymodal.cli.commands import data, fit, serve
-from polymodal.core.errors import PolymodalError
+from polymodal.cli.commands import data, fit, serve, speech
+from polymodal.core.errors import PolymodalError, UsageError
 
 
 def _add_generation_commands(sub, fsub, add: Callable) -> None:
@@ -49,8 +49,10 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="grid.png")
 
-    t = add("transcribe", data.cmd_transcribe, "speech to text with the offline Whisper tiny.en")
-    t.add_argument("audio", nargs="*")
+    t = add("transcribe", data.cmd_transcribe, "speech to text with the offline Whisper tiny.en: "
+            "audio or video files of any length, or a manifest's audio column")
+    t.add_argument("audio", nargs="*", help="audio or video files (.wav .flac .mp3 … .mp4 "
+                   ".webm .mkv .avi .mov)")
     t.add_argument("--manifest", help="transcribe a manifest's audio column")
     t.add_argument("--out", help="manifest to write (with the new column)")
     t.add_argument("--column", default="transcript")
@@ -60,8 +62,20 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
                         "or fp32")
     t.add_argument("--wer-against", metavar="COLUMN",
                    help="with --manifest: print the WER against this text column")
+    t.add_argument("--reference", action="append", metavar="TXT", help="with files: a text file "
+                   "with the reference transcript, one per file in order (repeatable); prints "
+                   "word counts and the WER")
+    t.add_argument("--normalize", default="default", choices=("default", "whisper", "none"),
+                   help="text normaliser for the WER: default (digits spelled out, punctuation "
+                   "dropped), whisper (Whisper's EnglishTextNormalizer), none")
     t.add_argument("--srt", metavar="DIR", help="also write DIR/<file stem>.srt per audio file")
     t.add_argument("--vtt", metavar="DIR", help="also write DIR/<file stem>.vtt per audio file")
+    t.add_argument("--cues", default="chunks", choices=("chunks", "words"),
+                   help="subtitle cues: chunks (one per clip of <= 30 s / pause-cut chunk of "
+                   "<= 10 s; batched, fastest) or words (from Whisper word timestamps: split at "
+                   "pauses >= 0.3 s, <= 42 characters, <= 7 s)")
+    t.add_argument("--prompt", metavar="TEXT", help="Whisper's initial prompt: text read as "
+                   "if said before each clip (vocabulary / style to expect)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "text=onnx,image=torch (default auto: each encoder's measured fastest)")
     e.add_argument("--precision", "--encoder-precision", default="auto",
                    help="auto, fp32, bf16, int8; one for all or per modality (text=int8)")
+    e.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where decoding and encoding run: local (threads here, default) or ray "
+                        "(Ray Data actors; pip install 'polymodal[ray]'); same folder, same cache")
+    e.add_argument("--address", default=None, help="--engine ray: a running Ray cluster "
+                   "(auto, ray://host:10001; default: start Ray on this machine)")
+    e.add_argument("--actors", type=int, default=None, help="--engine ray: encoder actors "
+                   "(default: the cluster's CPUs // --num-cpus-per-actor)")
+    e.add_argument("--num-cpus-per-actor", type=int, default=None,
+                   help="--engine ray: cores (and model threads) of each actor (default 1)")
 
     v = add("validate", data.cmd_validate, "check every row of a manifest; exit 1 if any problem")
     v.add_argument("manifest")
@@ -119,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--source", required=True, help="source folder (e.g. ../shared/data/fsdd)")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    b.add_argument("--limit", "--n", dest="limit", type=int, default=None,
+                   help="at most this many rows (clips for av-digits-video)")
     b.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="builder option, e.g. hard=true snr_db=0")
     q = add("quickstart", fit.cmd_quickstart, "the main job on the bundled sample, end to end")
@@ -135,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--out", required=True)
     fr.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     fr.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
+    fr.add_argument("--mlflow", metavar="DIR", help="also log params, per-epoch metrics and "
+                    "the run folder to the local MLflow store DIR/mlflow.db (extra [mlflow])")
 
     s = add("search", serve.cmd_search, "search a run's index with a text, image or audio query")
     s.add_argument("run")
@@ -208,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--out", required=True)
     fc.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     fc.add_argument("--no-report", action="store_true", help="do not write RUN/report.html")
+    fc.add_argument("--mlflow", metavar="DIR", help="also log params, per-epoch metrics and "
+                    "the run folder to the local MLflow store DIR/mlflow.db (extra [mlflow])")
 
     cp = add("compare", fit.cmd_compare, "train every fusion and each unimodal baseline on the "
              "same cached features and splits, several seeds; table + HTML report")
@@ -238,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--json", action="store_true")
     _add_generation_commands(sub, fsub, add)
+    speech.add_commands(add)
     return p
 
 
@@ -245,6 +274,11 @@ def _version() -> str:
     from polymodal import __version__
 
     return f"polymodal {__version__}"
+
+
+def _launched() -> bool:
+    """Started by torchrun / accelerate launch as one of several processes."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,7 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(a.func(a) or 0)
+        if _launched() and a.func not in (fit.cmd_fit_retrieval, fit.cmd_fit_classify):
+            raise UsageError("this command runs in one process; under torchrun / accelerate "
+                             "launch only 'fit retrieval' and 'fit classify' run")
+        rc = int(a.func(a) or 0)
+        if _launched():
+            from polymodal.train.dist import finish
+
+            finish()
+        return rc
     except PolymodalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ predict alike.
                            task config), model (the model spec) and task facts (labels, …)
     RUN/model.safetensors  weights (never pickle)
     RUN/splits.csv         id,split of every manifest row (`polymodal.core.splits`)
+    RUN/run.json           run facts; "provenance": package versions, git commit, manifest
+                           fingerprint, encoder ids, command line, start / end time
     RUN/metrics.json …     task outputs
 
 Paths inside ``config`` (manifest, features, cache_dir, …) are stored relative to the run folder
@@ -15,12 +17,14 @@ they still load when those paths resolve, else a one-line "re-fit" message says 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from polymodal.core import provenance
 from polymodal.core.atomic import atomic_path, atomic_write_text
 from polymodal.core.errors import PolymodalError
 
@@ -28,6 +32,7 @@ FORMAT_VERSION = 2
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
 COMPLETE = "COMPLETE"  # written last by a fit: a run without it did not finish
+RUN_INFO = "run.json"  # run facts; "provenance": what made the run (`polymodal.core.provenance`)
 PATH_KEYS = ("manifest", "features", "cache_dir", "nn_space", "classifier")
 KINDS = {"retrieval": "retrieval run", "classification": "classification run",
          "caption": "caption run", "generate": "generation run"}
@@ -182,12 +187,37 @@ class RunFolder:
         a fit that fails late never leaves a folder that looks complete."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / COMPLETE).unlink(missing_ok=True)
+        self.update_json(RUN_INFO, {"provenance": provenance.started()})
         return self
 
     def finish(self) -> Path:
-        """Mark the run complete: the last file a fit writes."""
+        """Record the end of the provenance in ``run.json`` (manifest fingerprint, encoder ids,
+        end time) and mark the run complete: the last file a fit writes."""
+        doc: Any = {}
+        with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
+            doc = yaml.safe_load((self.root / CONFIG).read_text(encoding="utf-8"))
+        rf = RunFolder(self.root, doc if isinstance(doc, dict) else {})
+        config = rf.config if isinstance(rf.doc.get("config"), dict) else {}
+        prov = dict(self._read_dict(RUN_INFO).get("provenance") or provenance.started())
+        prov.update(provenance.finished(config, rf.encoders))
+        self.update_json(RUN_INFO, {"provenance": prov})
         atomic_write_text(self.root / COMPLETE, f"format_version: {FORMAT_VERSION}\n")
         return self.root / COMPLETE
+
+    def _read_dict(self, name: str) -> dict[str, Any]:
+        """A JSON object file of the run, {} when missing or not an object."""
+        try:
+            obj = json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    def update_json(self, name: str, obj: Mapping[str, Any]) -> Path:
+        """Merge ``obj`` into the JSON object file ``name`` (top-level keys), atomically."""
+        merged = {**self._read_dict(name), **obj}
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.root / name, json.dumps(merged, indent=1))
+        return self.root / name
 
     def store_path(self, p: str | Path | None) -> str | None:
         """How a path is stored: relative to the run folder when inside it, else absolute."""

@@ -17,7 +17,16 @@ MAX_SAMPLE_RATE = 384_000             # Hz declared in the header (highest rate 
 MAX_AUDIO_CHANNELS = 64
 MAX_DECODED_SAMPLES = 3600 * 48_000   # samples per channel decoded at once (1 h at 48 kHz)
 MAX_TRANSCRIBE_SECONDS = 4 * 3600.0   # longest audio `transcribe` takes (decoded in 10-min blocks)
+# speech synthesis (`polymodal speak`)
+MAX_SPEAK_CHARS = 5_000               # one text to speak (~6 min of speech at normal speed)
+MIN_SPEECH_RATE = 0.5                 # speed factor (1 = the voice's normal speed)
+MAX_SPEECH_RATE = 2.5
 MAX_RESAMPLE_FACTOR = 10_000          # polyphase up/down factors (filter taps = 20 × factor + 1)
+# video (`polymodal.data.video`: validate, encode and serve read these)
+MAX_VIDEO_SECONDS = 3600.0            # longest video decoded (frames and audio track): 1 h
+MAX_VIDEO_FRAMES = 256                # frames sampled per clip (more: spread out / strongest kept, stated)
+MAX_VIDEO_FRAME_PIXELS = 7680 * 4320  # one frame's declared size (8K UHD), from the stream header
+VIDEO_FRAME_SIDE = 512                # sampled frames are scaled down to at most this long side
 # serve (HTTP; uploads are limited by `serve --max-upload-mb`)
 MAX_QUERY_CHARS = 10_000              # one search / embed / classify text (encoders read ~256 tokens)
 MAX_JSON_BODY_BYTES = 1024**2         # one JSON request body (counted while it streams in)

@@ -176,9 +176,15 @@ def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
 
 
 def media_note(modality: str, path: str | Path, max_seconds: float | None = None) -> str | None:
-    """The header check ``validate`` and ``encode`` both run on every image / audio file:
-    `probe_image` or `probe_audio` (raises `DecodeError`), then what the output must say about
+    """The header check ``validate`` and ``encode`` both run on every image / audio / video
+    file: `probe_image`, `probe_audio` or `polymodal.data.video.probe` (raises `DecodeError`),
+    then what the output must say about
     the usable file (`ImageInfo.note` / `AudioInfo.note`), or None."""
+    if modality == "video":
+        from polymodal.data.limits import MAX_VIDEO_SECONDS
+        from polymodal.data.video import probe
+
+        return probe(path).note(MAX_VIDEO_SECONDS)
     info = probe_image(path) if modality == "image" else probe_audio(path)
     return info.note(max_seconds)
 

@@ -1,6 +1,6 @@
 """Manifest reading: CSV, JSONL or Parquet files whose columns play roles.
 
-Roles: ``id``, ``image``, ``text``, ``audio``, ``label``, ``split``. A column named like a role
+Roles: ``id``, ``image``, ``text``, ``audio``, ``video``, ``label``, ``split``. A column named like a role
 plays it; ``columns={"text": "caption"}`` maps another column to a role. Relative media paths
 resolve against the manifest's folder. Empty cells mean "modality missing for this row".
 Rows are numbered from 1 (header excluded) in every message.
@@ -26,8 +26,9 @@ from polymodal.data.cells import (CellError, check_cell_size, check_depth, json_
                                   row_id, show, texts)
 from polymodal.data.readers import read_table
 
-ROLES = ("id", "image", "text", "audio", "label", "split")
-MODALITIES = ("image", "text", "audio")
+ROLES = ("id", "image", "text", "audio", "video", "label", "split")
+MODALITIES = ("image", "text", "audio", "video")
+MEDIA = ("image", "audio", "video")  # modalities whose cells are file paths
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
@@ -40,6 +41,7 @@ class Record:
     id: str
     image: Path | None = None
     audio: Path | None = None
+    video: Path | None = None
     text: list[str] | None = None
     label: Any = None
     split: str | None = None
@@ -202,7 +204,7 @@ def _read_row(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str], roo
         return None
     seen[rid] = n
     rec = Record(row=n, id=rid)
-    for m in ("image", "audio"):
+    for m in MEDIA:
         v = cell(m)
         if not _is_missing(v):
             try:
@@ -228,8 +230,8 @@ def _read_row(fname: str, n: int, raw: dict[str, Any], cols: dict[str, str], roo
         rec.split = norm
     if bad:
         return None
-    if rec.image is None and rec.audio is None and rec.text is None:
-        return fail(None, "all modalities missing (no image, text or audio)")
+    if rec.image is None and rec.audio is None and rec.video is None and rec.text is None:
+        return fail(None, "all modalities missing (no image, text, audio or video)")
     return rec
 
 

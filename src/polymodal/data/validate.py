@@ -20,7 +20,7 @@ from pathlib import Path
 from polymodal.data.limits import MAX_AUDIO_SECONDS
 from polymodal.data.loaders import (check_file, check_sample_rate, load_audio, load_image,
                                     media_note)
-from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.data.manifest import MEDIA, Manifest, read_manifest
 from polymodal.core.errors import DataError, DecodeError, Problem
 
 
@@ -79,7 +79,7 @@ def _check_media(manifest: Manifest, sample_rate: int, max_seconds: float | None
     jobs: list[tuple[str, Path]] = []
     seen: set[tuple[str, Path]] = set()
     for rec in manifest.records:
-        for m in ("image", "audio"):
+        for m in MEDIA:
             p = rec.get(m)
             if p is not None and (m, p) not in seen:
                 seen.add((m, p))
@@ -91,6 +91,10 @@ def _check_media(manifest: Manifest, sample_rate: int, max_seconds: float | None
             note = media_note(m, p, max_seconds)
             if m == "image":
                 load_image(p)
+            elif m == "video":  # decodes every frame up to the limit: truncated data shows
+                from polymodal.data.video import sample_frames
+
+                sample_frames(p)
             else:
                 load_audio(p, sample_rate=sample_rate, max_seconds=max_seconds)
             return None if note is None else ("warning", note)
@@ -133,7 +137,7 @@ def validate_manifest(path: str | Path, columns: dict[str, str] | None = None,
     bad_rows: set[int] = {p.row for p in problems if p.level == "error" and p.row is not None}
     counts = {m: 0 for m in manifest.modalities}
     for rec in manifest.records:
-        for m in ("image", "audio"):
+        for m in MEDIA:
             p = rec.get(m)
             if p is None:
                 continue

@@ -25,9 +25,10 @@ from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.features.cache.features import FeatureSet, check_replaceable, feature_folder
 from polymodal.features.cache.store import FeatureStore, FileHasher, default_cache_dir, text_digest
 from polymodal.features.encode_loop import encode_modality, same_bytes
-from polymodal.features.encode_output import WRITE_ROWS, write_folder
+from polymodal.features.encode_output import WRITE_ROWS, write_folder, write_frames
 from polymodal.features.encode_report import EncodeResult, ModalityStats, row_order
 from polymodal.features.encoders import DEFAULT_ENCODERS, Encoder, build_encoder
+from polymodal.features.engines import get_engine
 
 __all__ = ["WRITE_ROWS", "EncodeResult", "ModalityStats", "encode", "encode_manifest",
            "manifest_features", "resolve_encoders"]
@@ -70,11 +71,16 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                     batch_size: int | None = None, workers: int = 2, progress: bool = True,
                     columns: dict[str, str] | None = None,
                     modalities: Sequence[str] | None = None, backend: str = "auto",
-                    precision: str = "auto") -> EncodeResult:
+                    precision: str = "auto", engine: Any = "local",
+                    engine_options: dict[str, Any] | None = None) -> EncodeResult:
     """Encode ``modalities`` (default: every modality) of a manifest into ``out`` (see
     `FeatureSet` for the layout), reusing and filling the content-addressed cache in
     ``cache_dir``. ``encoders`` overrides the default encoder of the modalities it names;
     ``backend`` / ``precision`` choose how named encoders run (`resolve_encoders`).
+    ``engine``: ``"local"`` (a thread pool here), ``"ray"`` (Ray Data actors,
+    `polymodal.features.engines.ray_engine`; ``engine_options``: ``address``, ``actors``,
+    ``num_cpus_per_actor``) or a built engine (`EncodeEngine`); every engine writes the same
+    folder and the same cache.
 
     ``out`` is written as a unit (`feature_folder`): an encode that fails or is killed leaves
     the previous folder as it was, never a mix of old and new files."""
@@ -83,6 +89,7 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
     out = Path(out)
     check_replaceable(out)  # before any work: never replace a folder holding other things
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    run_on = get_engine(engine, progress, cache, engine_options)  # before any model loads
     encs = resolve_encoders(manifest, encoders, modalities, backend, precision, cache)
     threads = torch.get_num_threads()  # encoders use every core; restored below
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -101,11 +108,15 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                 try:
                     bs = batch_size or getattr(enc, "batch_size", 32)
                     stats[m] = encode_modality(manifest, m, enc, store, hasher, stage, bs,
-                                               workers, progress, skipped, notes)
+                                               workers, progress, skipped, notes, run_on)
+                    frames = (write_frames(stage, manifest, m, enc, hasher)
+                              if hasattr(enc, "frame_vectors") else {})
                 finally:
                     store.close()
+                    if hasattr(enc, "close"):
+                        enc.close()
                 meta_mods[m] = {"encoder": enc.id, "name": enc.name, "dim": int(enc.dim),
-                                "count": stats[m].items - stats[m].skipped}
+                                "count": stats[m].items - stats[m].skipped, **frames}
         finally:
             hasher.close()
             torch.set_num_threads(threads)

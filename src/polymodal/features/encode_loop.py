@@ -12,7 +12,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -79,13 +79,40 @@ def same_bytes(path: Any, key: str) -> bool:
         return False
 
 
+def prepare_cell(encoder: Encoder, item: Any, key: str, root: Path | None
+                 ) -> tuple[Any, str | None]:
+    """``(decoded item, None)``, or ``(None, reason)`` for a cell that cannot be used, with
+    the reason ``skipped.jsonl`` gives (files named as validate names them, relative to
+    ``root``). Never raises: a batch job keeps going."""
+    try:
+        x = encoder.prepare(item)
+        if encoder.modality != "text" and not same_bytes(item, key):
+            return None, "the file changed during the encode (re-run to encode it)"
+        return x, None
+    except DecodeError as e:
+        return None, f"{media_label(Path(item), root)}: {e.reason}"
+    except PolymodalError as e:
+        return None, getattr(e, "reason", str(e))
+    except Exception as e:  # a batch job keeps going; report the cell
+        return None, f"unexpected {type(e).__name__}: {e}"
+
+
+# An engine other than the local thread pool: ``engine(encoder, cells, batch_size, root,
+# commit, reject)`` decodes (`prepare_cell`) and encodes ``cells`` ([(key, item)], in order,
+# batch_size at a time) and calls ``commit(keys, float32 vectors)`` for each batch and
+# ``reject(key, reason)`` for each cell that cannot be used, in this process: the caller
+# checks and caches the vectors (`polymodal.features.engines`).
+EncodeEngine = Callable[[Encoder, list, int, "Path | None", Callable, Callable], None]
+
+
 def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: FeatureStore,
                     hasher: FileHasher, out: Path, batch_size: int, workers: int,
-                    progress: bool, skipped: list[Problem],
-                    notes: list[Problem]) -> ModalityStats:
+                    progress: bool, skipped: list[Problem], notes: list[Problem],
+                    engine: EncodeEngine | None = None) -> ModalityStats:
     """Encode the ``modality`` cells of ``manifest`` through ``store`` and write
     ``out/<modality>.npy`` + ``out/<modality>_rows.npy``; bad cells are appended to ``skipped``,
-    cells used in part to ``notes``."""
+    cells used in part to ``notes``. ``engine``: who decodes and encodes the cells not in the
+    cache (default: a thread pool here; `EncodeEngine`)."""
     t0 = time.perf_counter()
     stats = ModalityStats(encoder=encoder.name)
     cells = _cells(manifest, modality)
@@ -138,47 +165,46 @@ def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: 
     bad_keys: dict[str, str] = {}
 
     def prepare(k: str) -> tuple[str, Any, str | None]:
-        try:
-            x = encoder.prepare(todo[k])
-            if modality != "text" and not same_bytes(todo[k], k):
-                return k, None, "the file changed during the encode (re-run to encode it)"
-            return k, x, None
-        except DecodeError as e:
-            return k, None, f"{label(todo[k])}: {e.reason}"
-        except PolymodalError as e:
-            return k, None, getattr(e, "reason", str(e))
-        except Exception as e:  # a batch job keeps going; report the cell
-            return k, None, f"unexpected {type(e).__name__}: {e}"
+        return (k, *prepare_cell(encoder, todo[k], k, manifest.root))
 
     bar = tqdm(total=len(order), desc=f"encode {modality} ({encoder.name})", unit="item",
                disable=not progress or not order, dynamic_ncols=True)
 
-    def run_batch(batch: list[tuple[str, Any]]) -> None:
-        with torch.inference_mode():
-            vec = encoder.encode_prepared([x for _, x in batch]).float().cpu().numpy()
+    def commit(batch_keys: list[str], vec: np.ndarray) -> None:
         with np.errstate(over="ignore"):
             fine = np.isfinite(vec.astype(np.float16)).all(1)  # as the cache stores them
-        for (k, _), f in zip(batch, fine):
+        for k, f in zip(batch_keys, fine):
             if not f:
                 bad_keys[k] = "encoder produced non-finite values"
         # every batch is a checkpoint: committed to the cache now, so a killed encode keeps
         # all but the batch in flight and a re-run reuses them
-        store.put([k for (k, _), f in zip(batch, fine) if f], vec[fine])
-        bar.update(len(batch))
+        store.put([k for k, f in zip(batch_keys, fine) if f], vec[fine])
+        bar.update(len(batch_keys))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        batch: list[tuple[str, Any]] = []
-        for k, x, err in _prefetch(pool, prepare, order, depth=batch_size * 4):
-            if err is not None:
-                bad_keys[k] = err
-                bar.update(1)
-                continue
-            batch.append((k, x))
-            if len(batch) >= batch_size:
+    def reject(k: str, reason: str) -> None:
+        bad_keys[k] = reason
+        bar.update(1)
+
+    def run_batch(batch: list[tuple[str, Any]]) -> None:
+        with torch.inference_mode():
+            vec = encoder.encode_prepared([x for _, x in batch]).float().cpu().numpy()
+        commit([k for k, _ in batch], vec)
+
+    if engine is not None:  # another engine decodes and encodes; the cache is written here
+        engine(encoder, [(k, todo[k]) for k in order], batch_size, manifest.root, commit, reject)
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            batch: list[tuple[str, Any]] = []
+            for k, x, err in _prefetch(pool, prepare, order, depth=batch_size * 4):
+                if err is not None:
+                    reject(k, err)
+                    continue
+                batch.append((k, x))
+                if len(batch) >= batch_size:
+                    run_batch(batch)
+                    batch = []
+            if batch:
                 run_batch(batch)
-                batch = []
-        if batch:
-            run_batch(batch)
     bar.close()
     stats.encoded = len(order) - len(bad_keys)
     where |= set(todo) - set(bad_keys)

@@ -55,3 +55,36 @@ def write_folder(stage: Path, manifest: Manifest, modalities: dict[str, dict],
     atomic_write_text(stage / "features.json", json.dumps({  # last: lists the others
         "manifest": str(manifest.path), "n_rows": len(manifest), "modalities": modalities,
         "columns": manifest.columns, "files": file_sizes(stage)}, indent=1))
+
+
+def write_frames(stage: Path, manifest: Manifest, modality: str, encoder, hasher) -> dict:
+    """The per-frame side files of a video modality whose clip vectors are in ``stage``:
+    ``<modality>_frames.npy`` (float16 [F, dim]), ``<modality>_frames_rows.npy`` (int64 [F],
+    row index) and ``<modality>_frames_times.npy`` (float32 [F], seconds), read from the frame
+    cache (a clip whose frames left the cache is encoded again). Listed with their sizes in
+    features.json like every file, so a half-written folder is refused. -> metadata."""
+    rows = np.load(stage / f"{modality}_rows.npy")
+    vecs, idx, times = [], [], []
+    for i in rows.tolist():
+        path = Path(manifest.records[i].get(modality))
+        got = encoder.frame_vectors(hasher.digest(path))
+        if got is None:  # the frame cache lost them (gc, deleted): encode the clip again
+            encoder.encode_prepared([encoder.prepare(path)])
+            got = encoder.frame_vectors(hasher.digest(path))
+            if got is None:
+                raise PolymodalError(f"{path}: frame vectors missing from the cache right "
+                                     "after they were written; try again")
+        t, v = got
+        vecs.append(v.astype(np.float16))
+        idx.append(np.full(len(t), i, np.int64))
+        times.append(t.astype(np.float32))
+    dim = int(encoder.dim)
+    cat = (lambda xs, d, shape: np.concatenate(xs) if xs else np.zeros(shape, d))
+    with atomic_path(stage / f"{modality}_frames.npy") as tmp:
+        np.save(tmp, cat(vecs, np.float16, (0, dim)))
+    with atomic_path(stage / f"{modality}_frames_rows.npy") as tmp:
+        np.save(tmp, cat(idx, np.int64, (0,)))
+    with atomic_path(stage / f"{modality}_frames_times.npy") as tmp:
+        np.save(tmp, cat(times, np.float32, (0,)))
+    return {"frames": int(sum(len(t) for t in times)), "sampling": encoder.sampling,
+            "pooling": "mean"}

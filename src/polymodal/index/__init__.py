@@ -1,4 +1,5 @@
-"""Vector indexes with string ids: exact (chunked matrix product) and FAISS (HNSW, IVF-PQ).
+"""Vector indexes with string ids: exact (chunked matrix product), FAISS (HNSW, IVF-PQ) and
+LanceDB (on disk, IVF-PQ: indexes larger than RAM).
 
 All kinds share one API::
 
@@ -14,6 +15,8 @@ from polymodal.index.build import AUTO_EXACT_MAX, KINDS, build_index, choose_kin
 from polymodal.index.common import METRICS, VectorIndex
 from polymodal.index.exact import ExactIndex, topk_inner_product
 from polymodal.index.faiss_index import FaissIndex, faiss_available
+from polymodal.index.lance_index import LanceIndex, lancedb_available
 
-__all__ = ["AUTO_EXACT_MAX", "ExactIndex", "FaissIndex", "KINDS", "METRICS", "VectorIndex",
-           "build_index", "choose_kind", "faiss_available", "load_index", "topk_inner_product"]
+__all__ = ["AUTO_EXACT_MAX", "ExactIndex", "FaissIndex", "KINDS", "LanceIndex", "METRICS",
+           "VectorIndex", "build_index", "choose_kind", "faiss_available", "lancedb_available",
+           "load_index", "topk_inner_product"]

@@ -9,9 +9,11 @@ from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.index.common import VectorIndex, check_dim, check_metric, read_meta
 from polymodal.index.exact import ExactIndex
 from polymodal.index.faiss_index import KINDS as FAISS_KINDS
-from polymodal.index.faiss_index import FaissIndex, faiss_available
+from polymodal.index.faiss_index import FaissIndex, faiss_available, import_faiss
+from polymodal.index.lance_index import KIND as LANCE_KIND
+from polymodal.index.lance_index import LanceIndex, import_lancedb
 
-KINDS = ("auto", "exact", *FAISS_KINDS)
+KINDS = ("auto", "exact", *FAISS_KINDS, LANCE_KIND)
 # kind="auto": exact below this many expected vectors, HNSW from here on.
 AUTO_EXACT_MAX = 100_000
 
@@ -30,12 +32,26 @@ def choose_kind(expected_size: int | None) -> str:
     return "hnsw"
 
 
+def check_kind(kind: str) -> str:
+    """``kind`` if it is a known index kind whose engine is installed (checked before a fit,
+    not after it): UsageError for an unknown kind, the install hint for a missing engine."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown index kind '{kind}'; choose one of {', '.join(KINDS)}")
+    if kind == LANCE_KIND:
+        import_lancedb()
+    elif kind in FAISS_KINDS:
+        import_faiss()
+    return kind
+
+
 def build_index(dim: int, kind: str = "auto", metric: str = "cosine",
                 expected_size: int | None = None, **params: Any) -> VectorIndex:
     """A new empty index. ``kind``: "auto" (see :func:`choose_kind`), "exact", "hnsw" or
-    "ivfpq"; ``metric``: "cosine" (vectors L2-normalised) or "ip"; ``params`` go to the index
-    (``chunk_size`` for exact; ``M``, ``ef_construction``, ``ef_search`` for hnsw; ``nlist``,
-    ``pq_m``, ``nbits``, ``nprobe``, ``refine``, ``train_size`` for ivfpq)."""
+    "ivfpq" (FAISS, in memory) or "lancedb" (on disk, IVF-PQ); ``metric``: "cosine" (vectors
+    L2-normalised) or "ip"; ``params`` go to the index (``chunk_size`` for exact; ``M``,
+    ``ef_construction``, ``ef_search`` for hnsw; ``nlist``, ``pq_m``, ``nbits``, ``nprobe``,
+    ``refine``, ``train_size`` for ivfpq; ``path``, ``nlist``, ``pq_m``, ``nprobe``,
+    ``refine``, ``ivf_min``, ``write_batch`` for lancedb)."""
     if kind not in KINDS:
         raise UsageError(f"unknown index kind '{kind}'; choose one of {', '.join(KINDS)}")
     check_dim(dim)
@@ -47,6 +63,8 @@ def build_index(dim: int, kind: str = "auto", metric: str = "cosine",
     try:
         if kind == "exact":
             return ExactIndex(dim, metric, **params)
+        if kind == LANCE_KIND:
+            return LanceIndex(dim, metric, **params)
         if kind == "ivfpq":
             params.setdefault("expected_size", expected_size)
         return FaissIndex(dim, kind, metric, **params)
@@ -62,5 +80,7 @@ def load_index(directory: str | Path) -> VectorIndex:
         return ExactIndex.load(directory)
     if meta["kind"] in FAISS_KINDS:
         return FaissIndex.load(directory)
+    if meta["kind"] == LANCE_KIND:
+        return LanceIndex.load(directory)
     raise PolymodalError(f"{Path(directory) / 'index.json'}: unknown index kind "
                          f"{meta['kind']!r}")

@@ -50,8 +50,23 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
                          f"{b.shape}")
     if len(a) < 2 or len(b) < 2:
         raise UsageError("FID needs at least 2 samples per set")
+    if min(len(a), len(b)) < a.shape[1]:  # fewer samples than dimensions: exact and cheaper
+        return _fid_sample_space(a, b)
     return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
                             np.cov(b, rowvar=False))
+
+
+def _fid_sample_space(a: np.ndarray, b: np.ndarray) -> float:
+    """FID without D x D matrices: with centred data ``A``, ``B`` and ``S = X^T X / (n - 1)``,
+    the eigenvalues of ``S_a S_b`` are the squared singular values of ``A B^T`` over
+    ``(n_a - 1)(n_b - 1)``, so ``Tr (S_a S_b)^(1/2) = sum(svd(A B^T)) / sqrt((n_a-1)(n_b-1))``
+    (exact, and no ``sqrtm`` of a singular matrix)."""
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    na, nb = len(a) - 1, len(b) - 1
+    diff = a.mean(0) - b.mean(0)
+    cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    tr = (ca * ca).sum() / na + (cb * cb).sum() / nb
+    return float(max(0.0, diff @ diff + tr - 2 * cross))
 
 
 def inception_score(probs: np.ndarray, splits: int = 1) -> tuple[float, float]:

@@ -16,14 +16,15 @@ over references, combined as an F-measure with beta = 1.2.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from polymodal.core.errors import UsageError
+from polymodal.core.errors import PolymodalError, UsageError
 
 CIDER_SIGMA = 6.0
 ROUGE_BETA = 1.2
@@ -186,15 +187,45 @@ def normalize_transcript(text: str) -> str:
     return " ".join(caption_tokens(text))
 
 
-def word_error_rate(hyps: Sequence[str], refs: Sequence[str], normalize: bool = True) -> float:
-    """Corpus WER with jiwer (errors / reference words), after `normalize_transcript`."""
+WER_NORMALIZERS = ("default", "whisper", "none")
+
+
+def transcript_normalizer(name: str | bool = "default") -> Callable[[str], str]:
+    """The text normaliser WER applies: ``default`` (`normalize_transcript`: digits spelled
+    out), ``whisper`` (Whisper's ``EnglishTextNormalizer``, from the package
+    whisper-normalizer: numbers written as digits, British spellings made American,
+    contractions expanded, fillers and bracketed text dropped) or ``none`` (split on spaces)."""
+    name = {True: "default", False: "none"}.get(name, name) if isinstance(name, bool) else name
+    if name == "default":
+        return normalize_transcript
+    if name == "none":
+        return lambda s: " ".join(str(s).split())
+    if name == "whisper":
+        return _whisper_normalizer()
+    raise UsageError(f"unknown WER normaliser '{name}'; valid: {', '.join(WER_NORMALIZERS)}")
+
+
+@functools.lru_cache(maxsize=1)
+def _whisper_normalizer() -> Callable[[str], str]:
+    try:
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError:
+        raise PolymodalError("--normalize whisper needs the package whisper-normalizer "
+                             "(pip install 'polymodal[speech]')") from None
+    return EnglishTextNormalizer()
+
+
+def word_error_rate(hyps: Sequence[str], refs: Sequence[str], normalize: bool | str = True
+                    ) -> float:
+    """Corpus WER with jiwer (errors / reference words), after the normaliser ``normalize``
+    names (`transcript_normalizer`; True = ``default``, False = ``none``)."""
     import jiwer
 
     if len(hyps) != len(refs):
         raise UsageError(f"{len(hyps)} transcripts but {len(refs)} references")
     if not refs:
         raise UsageError("no references to score")
-    f = normalize_transcript if normalize else (lambda s: s)
+    f = transcript_normalizer(normalize)
     r = [f(x) for x in refs]
     if any(not x for x in r):
         raise UsageError("a reference transcript is empty after normalisation")

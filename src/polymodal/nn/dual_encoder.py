@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polymodal.nn.heads import build_head
+from polymodal.nn.pooling import AttentionPool, masked_mean
 
 
 def _build_aligner(spec: dict) -> nn.Module:
@@ -30,23 +31,33 @@ class AlignModel(nn.Module):
                                         build_head(**sp)) for s, sp in specs.items()
                                     if s in ("query", "target")})
         self.aligner = _build_aligner(specs["aligner"]) if "aligner" in specs else None
+        # ``specs["pools"]``: {side: AttentionPool spec} for a side fed padded frames [N, F, d]
+        self.pools = nn.ModuleDict({s: AttentionPool(**sp)
+                                    for s, sp in specs.get("pools", {}).items()})
         for s, m in means.items():
             self.register_buffer(f"mean_{s}", m.float())
         self.scalars = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v)))
                                          for k, v in scalars.items()})
 
-    def embed(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        """L2-normalised shared-space vectors for ``side`` ("query" or "target")."""
+    def embed(self, x: torch.Tensor, side: str, mask: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """L2-normalised shared-space vectors for ``side`` ("query" or "target"). ``x``
+        ``[N, d]``, or padded frames ``[N, F, d]`` with ``mask`` ``[N, F]``: pooled first by the
+        side's `AttentionPool` (the masked mean when it has none)."""
+        if x.dim() == 3:
+            x = self.pools[side](x, mask) if side in self.pools else masked_mean(x, mask)
         if self.aligner is not None:  # deep CCA / autoencoder: both share this interface
             return self.aligner.embed(x, side)
         y = self.heads[side](x - getattr(self, f"mean_{side}"))
         return F.normalize(y, dim=-1)
 
-    def embed_numpy(self, x: np.ndarray, side: str, batch: int = 8192) -> np.ndarray:
+    def embed_numpy(self, x: np.ndarray, side: str, batch: int = 8192,
+                    mask: np.ndarray | None = None) -> np.ndarray:
         self.eval()
         outs = []
         with torch.inference_mode():
             for s in range(0, len(x), batch):
+                m = None if mask is None else torch.from_numpy(np.asarray(mask[s:s + batch]))
                 outs.append(self.embed(torch.from_numpy(np.asarray(x[s:s + batch], np.float32)),
-                                       side).numpy())
+                                       side, m).numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)

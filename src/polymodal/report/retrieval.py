@@ -147,7 +147,8 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
 
     from polymodal.features.cache.features import FeatureSet
     from polymodal.core.splits import run_splits
-    from polymodal.tasks.retrieval.data import load_pairs
+    from polymodal.tasks.retrieval.data import load_pairs, with_frame_bags
+    from polymodal.tasks.retrieval.pooled import embed_side
     from polymodal.tasks.retrieval.predict import load_run
 
     plt = _plt()
@@ -173,10 +174,12 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
     feats = root / "features"  # a run fitted on pre-encoded features (`--features`) has none
     if not feats.is_dir() and getattr(cfg, "features", None):
         feats = Path(cfg.features)
-    data = load_pairs(FeatureSet.load(feats), run.manifest, cfg.query, cfg.target,
-                      cfg.relevance, splits=run_splits(run.root))
+    fs = FeatureSet.load(feats)
+    data = with_frame_bags(load_pairs(fs, run.manifest, cfg.query, cfg.target, cfg.relevance,
+                                      splits=run_splits(run.root)),
+                           fs, getattr(cfg, "video_pool", "mean"))
     q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
-    qe, te = run.model.embed_numpy(q.x, "query"), run.model.embed_numpy(t.x, "target")
+    qe, te = embed_side(run.model, q, "query"), embed_side(run.model, t, "target")
     rel = data.relevance(q, t)
     sim = qe @ te.T
     fig, ax = plt.subplots(figsize=(6, 4))

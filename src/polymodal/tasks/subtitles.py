@@ -16,18 +16,64 @@ from polymodal.core.atomic import atomic_write_text
 from polymodal.core.errors import UsageError
 
 FORMATS = ("srt", "vtt")
+# word-timed cues (`word_cues`), after common subtitle guidance (BBC / Netflix style guides):
+CUE_PAUSE_SECONDS = 0.3  # a silence at least this long between two words starts a new cue
+MAX_CUE_CHARS = 42  # one subtitle line
+MAX_CUE_SECONDS = 7.0  # the longest a cue stays on screen
 
 
 @dataclass(frozen=True)
-class Segment:
-    """A piece of transcript and where it lies in the audio (seconds from the start)."""
+class Word:
+    """One recognised word and its time in the audio (seconds from the start)."""
 
     start: float
     end: float
     text: str
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.text}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of transcript and where it lies in the audio (seconds from the start); with
+    word-timed cues also its words and their times."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        if self.words:
+            d["words"] = [w.to_dict() for w in self.words]
+        return d
+
+
+def word_cues(words: Sequence[Word], pause: float = CUE_PAUSE_SECONDS,
+              max_chars: int = MAX_CUE_CHARS, max_seconds: float = MAX_CUE_SECONDS
+              ) -> list[Segment]:
+    """Subtitle cues from timed words (in time order): a new cue starts at a pause of at least
+    ``pause`` seconds, or where the next word would make the cue longer than ``max_chars``
+    characters or ``max_seconds`` seconds (a single word longer than that is a cue alone)."""
+    out: list[Segment] = []
+    cur: list[Word] = []
+
+    def close() -> None:
+        if cur:
+            out.append(Segment(cur[0].start, cur[-1].end, " ".join(w.text for w in cur),
+                               tuple(cur)))
+            cur.clear()
+
+    for w in sorted((w for w in words if w.text.strip()), key=lambda w: w.start):
+        if cur and (w.start - cur[-1].end >= pause
+                    or len(" ".join(x.text for x in cur)) + 1 + len(w.text) > max_chars
+                    or w.end - cur[0].start > max_seconds):
+            close()
+        cur.append(w)
+    close()
+    return out
 
 
 def timestamp(seconds: float, fmt: str = "srt") -> str:
@@ -50,7 +96,7 @@ def clean_cues(segments: Sequence[Segment]) -> list[Segment]:
             continue
         start = max(float(s.start), prev_end)
         end = max(float(s.end), start)
-        out.append(Segment(start, end, text))
+        out.append(Segment(start, end, text, s.words))
         prev_end = end
     return out
 
@@ -87,5 +133,6 @@ def write_subtitles(path: str | Path, segments: Sequence[Segment], fmt: str) -> 
     return atomic_write_text(path, subtitle_text(segments, fmt))
 
 
-__all__ = ["FORMATS", "Segment", "clean_cues", "subtitle_paths", "subtitle_text", "timestamp",
+__all__ = ["CUE_PAUSE_SECONDS", "FORMATS", "MAX_CUE_CHARS", "MAX_CUE_SECONDS", "Segment", "Word",
+           "clean_cues", "word_cues", "subtitle_paths", "subtitle_text", "timestamp",
            "write_subtitles"]

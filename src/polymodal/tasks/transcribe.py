@@ -40,14 +40,17 @@ from tqdm.auto import tqdm
 
 from polymodal.core.errors import DecodeError, PolymodalError, Problem, UsageError
 from polymodal.data import limits
+from polymodal.features.encoders.asr import WhisperDecoder, prompt_id
 from polymodal.features.encoders.backends import backend_id
-from polymodal.tasks.subtitles import Segment
+from polymodal.tasks.subtitles import Segment, Word, word_cues
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0  # one Whisper window: clips up to this long are batched
 BLOCK_SECONDS = 600.0  # longer audio is decoded and transcribed this much at a time
 CHUNK_SECONDS = 10.0  # ... in chunks of at most this, cut in pauses (one subtitle cue each)
 SPLIT_SEARCH_SECONDS = 5.0
+CUES = ("chunks", "words")  # one cue per clip / chunk, or cues built from word times
+ONSET_DB = 30.0  # word times: a start in audio this far below the piece's loudest 10 ms moves on
 
 
 @dataclass
@@ -66,53 +69,19 @@ class TranscribeResult:
         return sum(t is not None for t in self.texts)
 
 
-class Transcriber:
-    """Whisper tiny.en: batched greedy / beam decoding of short clips, faster-whisper's
-    long-form transcription of longer audio (see the module docstring)."""
-
-    def __init__(self, model_dir: str | Path | None = None, beam: int = 1, batch_size: int = 8,
-                 max_tokens: int = 96, threads: int | None = None, backend: str = "auto",
-                 precision: str = "auto"):
-        from faster_whisper.tokenizer import Tokenizer
-
-        from polymodal.features.encoders.whisper import WhisperEncoder
-
-        if beam < 1 or batch_size < 1 or max_tokens < 1:
-            raise UsageError("beam, batch_size and max_tokens must be at least 1")
-        self.encoder = WhisperEncoder(model_dir, threads=threads, backend=backend,
-                                      precision=precision)
-        w = self.encoder.whisper
-        self.tokenizer = Tokenizer(w.hf_tokenizer, w.model.is_multilingual, task="transcribe",
-                                   language="en")
-        self.prompt = list(self.tokenizer.sot_sequence) + [self.tokenizer.no_timestamps]
-        self.beam, self.batch_size, self.max_tokens = beam, batch_size, max_tokens
+class Transcriber(WhisperDecoder):
+    """Whisper tiny.en: batched greedy / beam decoding of short clips (`WhisperDecoder`),
+    pause-cut chunks of longer audio (see the module docstring)."""
 
     @property
     def id(self) -> str:
         return (f"whisper-tiny.en|{self.encoder.model_dir.name}|beam={self.beam}"
                 f"|short=batched-window|long=pause-cut-{CHUNK_SECONDS:g}s-chunks"
-                f"{backend_id(self.encoder.resolved)}")
+                f"{prompt_id(self.initial_prompt)}{backend_id(self.encoder.resolved)}")
 
     def load(self, path: str | Path) -> np.ndarray:
         """16 kHz mono waveform of one (short) file (raises `DecodeError`)."""
         return self.encoder.prepare(path)
-
-    def transcribe_waves(self, waves: Sequence[np.ndarray]) -> list[str]:
-        """Text of each 16 kHz waveform of at most one window (30 s; `transcribe_long` cuts
-        longer audio into chunks first)."""
-        import ctranslate2
-
-        out: list[str] = []
-        for s in range(0, len(waves), self.batch_size):
-            feats = np.stack([self.encoder.log_mel(w)[0] for w in waves[s:s + self.batch_size]])
-            res = self.encoder.whisper.model.generate(
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(feats, np.float32)),
-                [self.prompt] * len(feats), beam_size=self.beam, max_length=self.max_tokens,
-                suppress_blank=True)
-            for r in res:
-                ids = [t for t in r.sequences_ids[0] if t < self.tokenizer.eot]
-                out.append(self.tokenizer.decode(ids).strip())
-        return out
 
     def transcribe_long(self, path: str | Path) -> list[Segment]:
         """Segments of a whole file: decoded block by block (`audio_blocks`), each block cut
@@ -120,11 +89,74 @@ class Transcriber:
         with text."""
         out: list[Segment] = []
         for offset, wav in audio_blocks(path):
-            bounds = chunk_bounds(wav)
-            texts = self.transcribe_waves([wav[a:b] for a, b in bounds])
-            out.extend(Segment(offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE, t)
-                       for (a, b), t in zip(bounds, texts) if t)
+            out.extend(self.segments(wav, offset))
         return out
+
+    def segments(self, wav: np.ndarray, offset: float = 0.0) -> list[Segment]:
+        """Timed segments of one 16 kHz waveform of any length held in memory (a video's audio
+        track): pause-ended chunks (`chunk_bounds`), one segment a chunk with text."""
+        bounds = chunk_bounds(wav)
+        texts = self.transcribe_waves([wav[a:b] for a, b in bounds])
+        return [Segment(offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE, t)
+                for (a, b), t in zip(bounds, texts) if t]
+
+    def timed_words(self, wav: np.ndarray, offset: float = 0.0) -> list[Word]:
+        """Words of one 16 kHz waveform with their times (``offset`` + seconds into ``wav``):
+        faster-whisper's word timestamps (cross-attention DTW over the alignment heads), one
+        ``WhisperModel.transcribe`` call per clip of at most one window, per pause-cut chunk
+        (`chunk_bounds`) of longer audio; English, no VAD, no conditioning on earlier text;
+        each start moved to where the speech begins, words over silence only dropped
+        (`_onset_finder`)."""
+        if len(wav) <= WINDOW_SECONDS * SAMPLE_RATE:
+            bounds = [(0, len(wav))]
+        else:
+            bounds = chunk_bounds(wav)
+        out: list[Word] = []
+        for a, b in bounds:
+            t0, t1 = offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE
+            segs, _ = self.encoder.whisper.transcribe(
+                np.ascontiguousarray(wav[a:b], np.float32), language="en", beam_size=self.beam,
+                word_timestamps=True, vad_filter=False, condition_on_previous_text=False,
+                initial_prompt=self.initial_prompt)
+            onset = _onset_finder(wav[a:b])
+            for seg in segs:
+                for w in seg.words or ():
+                    at = onset(float(w.start), float(w.end))
+                    if w.word.strip() and at is not None:  # None: no speech under the word
+                        start = min(t0 + at, t1)
+                        out.append(Word(start, min(max(t0 + float(w.end), start), t1),
+                                        w.word.strip()))
+        return out
+
+    def file_words(self, path: str | Path, duration: float) -> list[Word]:
+        """`timed_words` of a whole audio or video file (long audio block by block)."""
+        if is_video(path):
+            from polymodal.data.video import read_audio_track
+
+            return self.timed_words(read_audio_track(path, SAMPLE_RATE, max_seconds=None))
+        if duration > WINDOW_SECONDS:
+            return [w for off, wav in audio_blocks(path) for w in self.timed_words(wav, off)]
+        return self.timed_words(self.load(path))
+
+
+def _onset_finder(wav: np.ndarray) -> Any:
+    """``f(start, end)``: the first 10 ms frame in ``[start, end)`` (seconds) louder than
+    `ONSET_DB` below the loudest frame of ``wav``; None where there is none (a word over
+    silence only: Whisper repeating words past the end of the speech, dropped). Whisper's
+    alignment gives the silence before a word to the word (the first word of a clip starts at
+    0 s); speech starts where the energy rises."""
+    hop = SAMPLE_RATE // 100
+    n = len(wav) // hop
+    if n == 0:
+        return lambda start, end: start  # too short to tell: keep
+    energy = (wav[:n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    loud = energy > energy.max() * 10 ** (-ONSET_DB / 10)
+
+    def onset(start: float, end: float) -> float | None:
+        i0 = max(0, int(start * 100))
+        hits = np.flatnonzero(loud[i0:max(i0 + 1, int(np.ceil(end * 100)))])
+        return (i0 + int(hits[0])) / 100 if hits.size else None
+    return onset
 
 
 def chunk_bounds(wav: np.ndarray, seconds: float | None = None) -> list[tuple[int, int]]:
@@ -197,13 +229,18 @@ def too_long(seconds: float) -> str | None:
 def transcribe(paths: Sequence[str | Path], transcriber: Transcriber | None = None,
                progress: bool = True, rows: Sequence[int] | None = None,
                file: str | None = None, column: str | None = None,
-               beam: int = 1, backend: str = "auto", precision: str = "auto"
-               ) -> TranscribeResult:
+               beam: int = 1, backend: str = "auto", precision: str = "auto",
+               cues: str = "chunks", prompt: str | None = None) -> TranscribeResult:
     """Transcribe audio files in full. Every header is checked first (before the model is
     loaded); files that do not decode or are over the limit give ``None`` and a `Problem`
-    (``rows`` / ``file`` / ``column`` locate it in a manifest); the rest go on."""
+    (``rows`` / ``file`` / ``column`` locate it in a manifest); the rest go on. ``cues``:
+    ``chunks`` = one segment per short clip / pause-cut chunk (batched decoding); ``words`` =
+    segments built from word times (`Transcriber.timed_words`, `subtitles.word_cues`), each
+    carrying its words. ``prompt``: Whisper's initial prompt (`WhisperDecoder`)."""
     if beam < 1:
         raise UsageError(f"beam must be at least 1, got {beam}")
+    if cues not in CUES:
+        raise UsageError(f"unknown cues '{cues}'; valid: {', '.join(CUES)}")
     from polymodal.features.encoders.backends import resolve_backend
     from polymodal.features.encoders.whisper import WhisperEncoder
 
@@ -230,7 +267,12 @@ def transcribe(paths: Sequence[str | Path], transcriber: Transcriber | None = No
         else:
             usable.append(i)
     if usable:
-        _run(paths, usable, transcriber or Transcriber(beam=beam, backend=backend, precision=precision), res, fail, progress)
+        tr = transcriber or Transcriber(beam=beam, backend=backend, precision=precision,
+                                        initial_prompt=prompt)
+        if cues == "words":
+            _run_words(paths, usable, tr, res, fail, progress)
+        else:
+            _run(paths, usable, tr, res, fail, progress)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -250,7 +292,18 @@ def _run(paths: Sequence[str | Path], usable: list[int], tr: Transcriber, res: T
 
     for i in usable:
         try:
-            if (res.durations[i] or 0.0) > WINDOW_SECONDS:
+            if is_video(paths[i]):  # the audio track, decoded whole (<= MAX_VIDEO_SECONDS)
+                from polymodal.data.video import read_audio_track
+
+                wav = read_audio_track(paths[i], SAMPLE_RATE, max_seconds=None)
+                segs = tr.segments(wav) if len(wav) > WINDOW_SECONDS * SAMPLE_RATE else None
+                if segs is None:
+                    todo.append((i, wav))
+                else:
+                    res.segments[i] = segs
+                    res.texts[i] = " ".join(s.text for s in segs if s.text)
+                    bar.update(1)
+            elif (res.durations[i] or 0.0) > WINDOW_SECONDS:
                 segs = tr.transcribe_long(paths[i])
                 res.segments[i] = segs
                 res.texts[i] = " ".join(s.text for s in segs if s.text)
@@ -268,7 +321,39 @@ def _run(paths: Sequence[str | Path], usable: list[int], tr: Transcriber, res: T
     bar.close()
 
 
+def _run_words(paths: Sequence[str | Path], usable: list[int], tr: Transcriber,
+               res: TranscribeResult, fail: Any, progress: bool) -> None:
+    for i in tqdm(usable, desc="transcribe", unit="file", disable=not progress,
+                  dynamic_ncols=True):
+        try:
+            words = tr.file_words(paths[i], res.durations[i] or 0.0)
+        except PolymodalError as e:
+            fail(i, getattr(e, "reason", None) or str(e))
+            continue
+        res.segments[i] = word_cues(words)
+        res.texts[i] = " ".join(w.text for w in words)
+
+
+def is_video(path: str | Path) -> bool:
+    """Is ``path`` a video file (by suffix: `polymodal.data.video.VIDEO_SUFFIXES`)?"""
+    from polymodal.data.video import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def _duration(path: str | Path) -> float:
+    """Length in seconds from the header; a video without an audio track or longer than
+    ``MAX_VIDEO_SECONDS`` is a `DecodeError` here, before any decoding."""
+    if is_video(path):
+        from polymodal.data.video import probe
+
+        info = probe(path)
+        if not info.has_audio:
+            raise DecodeError(str(path), "no audio stream in the video: nothing to transcribe")
+        if info.duration > limits.MAX_VIDEO_SECONDS:
+            raise DecodeError(str(path), f"video is {info.duration:,.1f} s long, over the limit "
+                              f"of {limits.MAX_VIDEO_SECONDS:,g} s (MAX_VIDEO_SECONDS)")
+        return info.duration
     from polymodal.data.loaders import probe_audio
 
     return probe_audio(path).duration
@@ -325,14 +410,17 @@ def _rebase(v: Any, old: Path, new: Path) -> Any:
     return os.path.relpath((old / v).resolve(), new.resolve())
 
 
-def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str]) -> float:
-    """WER (digits spelled out, punctuation dropped) over the items that have a transcript."""
+def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str],
+                   normalize: str = "default") -> float:
+    """WER over the items that have a transcript, after the normaliser ``normalize`` (default:
+    digits spelled out, punctuation dropped; ``whisper``: Whisper's English normaliser; see
+    `polymodal.metrics.textgen.transcript_normalizer`)."""
     from polymodal.metrics.textgen import word_error_rate
 
     pairs = [(h, r) for h, r in zip(hyps, refs) if h is not None]
     if not pairs:
         raise UsageError("no transcripts to score")
-    return word_error_rate([h for h, _ in pairs], [r for _, r in pairs])
+    return word_error_rate([h for h, _ in pairs], [r for _, r in pairs], normalize=normalize)
 
 
 __all__ = ["Segment", "TranscribeResult", "Transcriber", "audio_blocks", "chunk_bounds", "transcribe",

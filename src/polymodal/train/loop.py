@@ -1,5 +1,7 @@
 """The one task-agnostic training loop: progress bar, per-step CSV log, exact checkpoint / resume,
-early stopping on a validation score, optional torch.distributed (gloo) data parallelism.
+early stopping on a validation score, data parallelism under torchrun / accelerate launch (gloo;
+the contract with the task is `polymodal.train.dist`: same global batches on every rank, the task
+shards them, gradients averaged, only rank 0 writes, prints and checkpoints).
 
 The task supplies the model, a ``step_loss(model, batch) -> Tensor`` function, a batch source
 ``batches(epoch) -> Iterable`` and ``validate(model) -> float`` (higher is better).
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 
 from polymodal.core.atomic import atomic_path
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.train import dist
 from polymodal.train.config import TrainConfig
 
 CHECKPOINT_FORMAT = 2
@@ -160,23 +163,6 @@ class _CsvLog:
         self.fh.close()
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size); initialises gloo when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _average_grads(model: torch.nn.Module, world: int) -> None:
-    for p in model.parameters():
-        if p.grad is not None:
-            torch.distributed.all_reduce(p.grad)
-            p.grad /= world
-
-
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -194,6 +180,10 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
     ``extra_optimizers``: ``{name: optimizer}`` (or ``model -> {name: optimizer}``) that the
     step function steps itself (e.g. a GAN discriminator's); checkpointed and restored.
     ``threads``: torch CPU threads while training; the previous setting is restored on exit.
+    Several processes (`polymodal.train.dist`): ``step_loss`` gets the global batch and returns a
+    loss whose mean over the ranks is the global-batch loss (its rows via ``dist.shard``; or the
+    whole batch on every rank); the loop averages gradients and loss, uses rank 0's validation
+    score, and only rank 0 writes ``run_dir``; every rank resumes from rank 0's checkpoint.
     """
     with torch_threads(threads):
         return _fit(model, step_loss, batches, validate, config, Path(run_dir) if run_dir else
@@ -202,8 +192,9 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
 
 def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path | None,
          resume: bool, desc: str, generator, extra_optimizers) -> TrainResult:
-    rank, world = _dist()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+    rank = dist.init()[0]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr,
                             weight_decay=config.weight_decay, betas=config.betas or (0.9, 0.999),
                             **({"fused": True} if config.fused_adamw else {}))
     if config.compile:
@@ -217,7 +208,7 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
     state: dict[str, Any] = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "stale": 0,
                              "stopped": False, "step": 0, "history": []}
     best_weights: dict[str, torch.Tensor] | None = None
-    resumed = bool(resume and ck_path and ck_path.is_file())
+    resumed = bool(dist.broadcast(resume and ck_path is not None and ck_path.is_file()))
     if resumed:
         ck = load_checkpoint(ck_path)
         try:
@@ -233,6 +224,8 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
         except Exception as e:
             raise PolymodalError(f"{ck_path}: cannot resume from checkpoint ({e})") from None
         best_weights = ck["best"]
+    dist.sync_module(model)  # every rank starts from rank 0's weights
+    dist.barrier()  # every rank has read the checkpoint before rank 0 replaces it
     if config.keep == "best" and best_weights is None:
         best_weights = _weights(model)
     log = tb = None
@@ -248,24 +241,22 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
         for epoch in range(state["epoch"], config.epochs if not state["stopped"] else 0):
             model.train()
             losses = []
-            for i, batch in enumerate(batches(epoch)):
-                if world > 1 and i % world != rank:
-                    continue
+            for batch in batches(epoch):  # every rank: the same global batches
                 with torch.autocast("cpu", dtype=torch.bfloat16,
                                     enabled=config.precision == "bf16"):
                     loss = step_loss(model, batch)
                 loss = loss.float()
-                if not torch.isfinite(loss):
-                    raise PolymodalError(f"training diverged at epoch {epoch + 1} (loss "
-                                         f"{loss.item()}); lower the learning rate")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if world > 1:
-                    _average_grads(model, world)
+                if loss.requires_grad:  # a rank without rows of this batch may return a constant
+                    loss.backward()
+                value = dist.average_grads(params, loss)  # 1 process: loss.item()
+                if not math.isfinite(value):
+                    raise PolymodalError(f"training diverged at epoch {epoch + 1} (loss "
+                                         f"{value}); lower the learning rate")
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 opt.step()
-                losses.append(loss.item())
+                losses.append(value)
                 state["step"] += 1
                 lr = opt.param_groups[0]["lr"]
                 if log:
@@ -276,7 +267,7 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
             sched.step()
             model.eval()
             with torch.no_grad():
-                score = float(validate(model))
+                score = dist.broadcast(float(validate(model)))
             state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses or [0.0])),
                                      "val": score})
             state["epoch"] = epoch + 1

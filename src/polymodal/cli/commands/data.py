@@ -29,7 +29,9 @@ def cmd_encode(a: argparse.Namespace) -> int:
     res = encode_manifest(a.manifest, a.out, encoders=pairs(a.encoder, "--encoder"),
                           cache_dir=a.cache, batch_size=a.batch_size, workers=a.workers,
                           progress=not a.quiet, columns=pairs(a.column, "--column"),
-                          backend=a.backend, precision=a.precision)
+                          backend=a.backend, precision=a.precision, engine=a.engine,
+                          engine_options={"address": a.address, "actors": a.actors,
+                                          "num_cpus_per_actor": a.num_cpus_per_actor})
     print(res.table())
     print(f"rows: {res.rows}  written to: {res.out}")
     print_row_report(res.warnings, res.skipped, res.out / "skipped.jsonl")
@@ -77,6 +79,10 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         raise UsageError("give audio files or --manifest (not both)")
     if a.manifest and (a.srt or a.vtt):
         raise UsageError("--srt / --vtt write subtitles for audio files, not for --manifest")
+    if a.manifest and getattr(a, "cues", "chunks") != "chunks":
+        raise UsageError("--cues words is for subtitles of audio files, not for --manifest")
+    if a.manifest and getattr(a, "prompt", None):
+        raise UsageError("--prompt is for audio files, not for --manifest")
     if a.manifest:
         if not a.out:
             raise UsageError("--manifest needs --out (the manifest to write)")
@@ -94,12 +100,15 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
             man = read_manifest(a.out, columns={"text": a.wer_against})
             pairs = [(r.extra.get(a.column), r.text[0]) for r in man.records
                      if r.text and r.extra.get(a.column) is not None]
-            print(f"WER vs '{a.wer_against}' ({len(pairs)} clips): "
-                  f"{transcript_wer([h for h, _ in pairs], [t for _, t in pairs]):.4f}")
+            wer = transcript_wer([h for h, _ in pairs], [t for _, t in pairs], a.normalize)
+            print(f"WER vs '{a.wer_against}' ({len(pairs)} clips, normalize={a.normalize}): "
+                  f"{wer:.4f}")
         return 0
+    refs = _references(a.reference, len(a.audio))
     subs = {fmt: (d, subtitle_paths(a.audio, d, fmt))  # name clashes refused before any work
             for fmt, d in (("srt", a.srt), ("vtt", a.vtt)) if d}
-    res = transcribe(a.audio, beam=a.beam, progress=not a.quiet, precision=a.precision)
+    res = transcribe(a.audio, beam=a.beam, progress=not a.quiet, precision=a.precision,
+                     cues=getattr(a, "cues", "chunks"), prompt=getattr(a, "prompt", None))
     for path, text in zip(a.audio, res.texts):
         if text is not None:
             print(f"{path}\t{text}")
@@ -109,9 +118,41 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         print(f"{fmt.upper()}: {len(done)} files written to {folder}", file=sys.stderr)
     for p in res.problems:
         print(f"{'error' if p.level == 'error' else 'warning'}: {p}", file=sys.stderr)
+    if refs is not None:
+        _print_wer(a.audio, res.texts, refs, a.normalize)
     if any(p.level == "error" for p in res.problems):
         return 2
     return 0
+
+
+def _references(paths: list[str] | None, n: int) -> list[str] | None:
+    """The reference texts of ``--reference`` (checked before any transcription)."""
+    if not paths:
+        return None
+    if len(paths) != n:
+        raise UsageError(f"--reference given {len(paths)} times for {n} files: one per file")
+    out = []
+    for p in paths:
+        try:
+            out.append(Path(p).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--reference {p}: cannot read ({e.__class__.__name__})") from None
+    return out
+
+
+def _print_wer(files: list[str], hyps: list[str | None], refs: list[str], norm: str) -> None:
+    from polymodal.metrics.textgen import transcript_normalizer
+    from polymodal.tasks.transcribe import transcript_wer
+
+    f = transcript_normalizer("default")  # words counted with digits spelled out (Whisper's
+    for path, h, r in zip(files, hyps, refs):  # normaliser joins "two six" into one "26")
+        if h is not None:
+            nh, nr = len(f(h).split()), len(f(r).split())
+            print(f"{path}: {nh} words transcribed, {nr} in the reference "
+                  f"({100 * (nh - nr) / max(nr, 1):+.1f} %); WER {transcript_wer([h], [r], norm):.4f}"
+                  f" (normalize={norm})")
+    if sum(h is not None for h in hyps) > 1:
+        print(f"WER over all files (normalize={norm}): {transcript_wer(hyps, refs, norm):.4f}")
 
 
 # `polymodal list KIND`: the registry each kind names ("module:attribute", imported lazily)

@@ -9,6 +9,27 @@ from pathlib import Path
 from polymodal.cli.commands.common import auto_report, plot
 
 
+def is_main() -> bool:
+    from polymodal.train.dist import is_main
+
+    return is_main()
+
+
+def check_mlflow(a: argparse.Namespace) -> None:
+    """``--mlflow DIR``: fail before the fit when MLflow is missing."""
+    if getattr(a, "mlflow", None):
+        from polymodal.tasks.tracking import need_mlflow
+
+        need_mlflow()
+
+
+def log_mlflow(a: argparse.Namespace) -> None:
+    if getattr(a, "mlflow", None):
+        from polymodal.tasks.tracking import log_run
+
+        print(f"mlflow: run {log_run(a.out, a.mlflow)} logged to {a.mlflow}")
+
+
 def cmd_fit_retrieval(a: argparse.Namespace) -> int:
     from polymodal.cli.options import config_from_args
     from polymodal.tasks.retrieval.config import RetrievalConfig
@@ -16,8 +37,19 @@ def cmd_fit_retrieval(a: argparse.Namespace) -> int:
     from polymodal.tasks.retrieval.quickstart import format_table
 
     cfg = config_from_args(RetrievalConfig, a)
-    res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet)
-    print(format_table(res, cfg.loss))
+    check_mlflow(a)
+    res = fit_retrieval(cfg, a.out, resume=a.resume, progress=not a.quiet and is_main())
+    if not is_main():  # torchrun: rank 0 alone prints and writes
+        return 0
+    log_mlflow(a)
+    if res.get("selection"):
+        from polymodal.tasks.retrieval.select import format_selection
+
+        print(format_selection(res["selection"]))
+    chosen = (res.get("selection") or {}).get("chosen")
+    print(format_table(res, f"auto:{chosen}" if chosen else res.get("method") or cfg.loss))
+    if res.get("via_text"):  # --bridge asr through text: the same heads with true captions
+        print(format_table({"metrics": res["via_text"]}, "via-text"))
     print(f"run folder: {a.out}")
     auto_report(a)
     return 0
@@ -34,7 +66,12 @@ def _classifier_config(a: argparse.Namespace):
 def cmd_fit_classify(a: argparse.Namespace) -> int:
     from polymodal.tasks.classify.fit import fit_classifier
 
-    res = fit_classifier(_classifier_config(a), a.out, progress=not a.quiet, resume=a.resume)
+    cfg = _classifier_config(a)
+    check_mlflow(a)
+    res = fit_classifier(cfg, a.out, progress=not a.quiet and is_main(), resume=a.resume)
+    if not is_main():  # torchrun: rank 0 alone prints and writes
+        return 0
+    log_mlflow(a)
     m = res["metrics"]
     print(f"{res['method']} ({res['problem']}, target {res['target']}): test " +
           "  ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))

@@ -22,7 +22,8 @@ def cmd_search(a: argparse.Namespace) -> int:
         print(hits_json(hits))
     else:
         for h in hits:
-            print(f"{h.rank:>3}  {h.score:.4f}  {h.row_id}  {h.path or h.text or ''}")
+            at = "" if h.start_s is None else f"  @ {h.start_s:.1f} s"
+            print(f"{h.rank:>3}  {h.score:.4f}  {h.row_id}  {h.path or h.text or ''}{at}")
     if a.grid:
         print(f"grid: {hits_grid(hits, a.grid, a.text or a.image or a.audio)}", file=sys.stderr)
     return 0

@@ -47,11 +47,29 @@ DATASETS = Registry("dataset", [
           {"source": ".", "options": {
               "limit": "keep the first N images", "snr_db": "audio SNR in dB (default 0)",
               "energy": "share of image PCA energy removed (default 0.75)", **_SPEAKERS}}),
+    Entry("av-digits-video", f"{_P}.av_digits_video:build_av_digits_video", "clips showing "
+          "3-6 MNIST digits while FSDD recordings of them play (video, text, label, timing), "
+          "split by speaker",
+          {"source": ".", "options": {
+              "limit": "number of clips (default 500)",
+              "size": "frame side in px (default 64)", "fps": "frames per second (default 10)",
+              "min_digits": "fewest digits per clip (default 3)",
+              "max_digits": "most digits per clip (default 6)",
+              "min_slot": "shortest time one digit is shown, s (default 1.0)",
+              "format": "webm (VP8 + Opus, default) or mp4 (H.264 + AAC)"}}),
     Entry("openclipart", f"{_P}.openclipart:build_openclipart", "OpenClipart drawings (image, "
           "cleaned captions, label = category), fixed held-out test split",
           {"source": "openclipart", "options": {
               "limit": "keep the first N drawings",
               "copy": "copy the PNGs into out/images (default: reference in place)"}}),
+    Entry("openclipart-spoken", f"{_P}.openclipart_spoken:build_openclipart_spoken",
+          "OpenClipart drawings + captions + the captions spoken offline by several voices / "
+          "rates (image, text, audio; label = category), split as openclipart",
+          {"source": "openclipart", "options": {
+              "limit": "keep the first N drawings",
+              "voices": "comma list of voices (`polymodal speak --list-voices`; default "
+                        "piper:en_US-joe-medium,espeak:en-us+Diogo,espeak:en-gb+Hugo)",
+              "rates": "comma list of speed factors (default 0.9,1.0,1.2)"}}),
 ], fixed=("source", "out", "seed", "progress"))
 SAMPLES = ("openclipart", "av-digits")
 

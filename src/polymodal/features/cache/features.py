@@ -113,6 +113,32 @@ class FeatureSet:
             self._cache[modality] = (v, r)
         return self._cache[modality]
 
+    def has_frames(self, modality: str) -> bool:
+        return "frames" in self.meta["modalities"].get(modality, {})
+
+    def frames(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-frame vectors of a video modality: (vectors [F, dim] float16, row index [F],
+        time in seconds [F]); refused in one line when absent or inconsistent."""
+        if not self.has_frames(modality):
+            raise PolymodalError(f"{self.root}: no per-frame '{modality}' vectors (encode the "
+                                 f"video column with a frames:<image encoder> encoder)")
+        key = f"{modality}#frames"
+        if key not in self._cache:
+            try:
+                v = np.load(self.root / f"{modality}_frames.npy", mmap_mode="r")
+                r = np.load(self.root / f"{modality}_frames_rows.npy")
+                t = np.load(self.root / f"{modality}_frames_times.npy")
+            except (OSError, ValueError, EOFError) as e:
+                raise PolymodalError(f"{self.root}: cannot read the {modality} frame vectors "
+                                     f"({' '.join(str(e).split())}); {REENCODE}") from None
+            n = int(self.meta["modalities"][modality]["frames"])
+            if v.ndim != 2 or len(v) != n or r.shape != (n,) or t.shape != (n,):
+                raise PolymodalError(f"{self.root}: half-written feature folder ({modality} "
+                                     f"frame files do not hold the {n} frames {META} says); "
+                                     f"{REENCODE}")
+            self._cache[key] = (v, r, t)
+        return self._cache[key]
+
     def per_row(self, modality: str, rows: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """One float32 vector per manifest row (mean over several vectors of a row) and a bool

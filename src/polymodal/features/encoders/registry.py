@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from polymodal.features.encoders.base import Encoder
 
 _PKG = "polymodal.features.encoders"
-MODALITIES = ("text", "image", "audio")
+MODALITIES = ("text", "image", "audio", "video")
 
 ENCODERS = Registry("encoder", [
     Entry("minilm", f"{_PKG}.text:MiniLMEncoder",
@@ -36,10 +36,21 @@ ENCODERS = Registry("encoder", [
           "any Hugging Face model through the transformers Auto classes (mean pooling, or "
           "the CLIP-style projection)",
           {"modality": "any", "scheme": "hf:<model name or local dir>"}),
+    Entry("frames", f"{_PKG}.video:FramesEncoder",
+          "video frames (1 per second, or scene changes; bounded) through an image encoder, "
+          "mean-pooled; per-frame vectors and times kept",
+          {"modality": "video", "scheme": "frames:<image encoder>"}),
+    Entry("asr", f"{_PKG}.asr:ASREncoder",
+          "speech as a bridge: the Whisper tiny.en transcript of the clip through a text "
+          "encoder (audio vectors in that text space; offline)",
+          {"modality": "audio", "scheme": "asr:<text encoder>"}),
+    Entry("audio", f"{_PKG}.video:TrackAudioEncoder",
+          "a video's audio track through an audio encoder",
+          {"modality": "video", "scheme": "audio:<audio encoder>"}),
 ], fixed=("model", "modality"))
 
 DEFAULT_ENCODERS: Mapping[str, str] = {"text": "minilm", "image": "efficientnet-lite0",
-                                       "audio": "logmel"}
+                                       "audio": "logmel", "video": "frames:efficientnet-lite0"}
 
 
 def parse_encoder_name(name: str) -> tuple[Entry, str]:
@@ -105,4 +116,6 @@ def build_encoder(name: str, modality: str | None = None, backend: str = "auto",
         resolve_backend(name, {}, None, backend, precision)  # valid names, else ignored
     if entry.metadata["modality"] == "any":
         return ENCODERS.build(entry.name, arg, modality, **kwargs)
+    if arg:  # a scheme entry of one modality (frames:<image encoder>)
+        return ENCODERS.build(entry.name, arg, **kwargs)
     return ENCODERS.build(entry.name, **kwargs)

@@ -43,6 +43,12 @@ class ClassifierConfig(DataConfig):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the output layer")
     modality_dropout: float = Field(0.0, ge=0, le=1, description="probability of hiding "
                                     "each present modality while training (e.g. 0.3)")
+    unimodal_heads: bool = Field(True, description="no-regret fusion: fusions also train "
+                                 "one unimodal head per modality (own loss) and, per pattern "
+                                 "of present modalities, use the fused output, the ensemble or "
+                                 "a present modality's head, whichever scored best on val")
+    head_distill: float = Field(0.5, ge=0, le=1, description="unimodal heads: weight of the "
+                                "fused output (soft target) against the labels in their loss")
     batch_size: int = Field(256, ge=1, description="rows per training batch")
     threads: int = Field(1, ge=1, description="torch CPU threads while training; small "
                                                "models train fastest on one")

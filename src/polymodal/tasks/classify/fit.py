@@ -13,7 +13,10 @@ in skipped.jsonl and left out. ``modality_dropout`` hides present modalities at 
 training (never all of a row); evaluation uses the real mask. A unimodal baseline is an MLP on
 one modality; rows missing that modality get a learned output vector ``prior`` (initialised to
 the training log class frequencies / the target mean, and trained on training rows that miss
-the modality, if any).
+the modality, if any). ``unimodal_heads`` (default on) makes a fusion no-regret: it also
+trains one unimodal head per modality and mixes them per pattern of present modalities
+(`polymodal.nn.no_regret`, `polymodal.tasks.classify.no_regret`); metrics.json then holds
+``component_val_scores`` and ``no_regret_choice``.
 """
 from __future__ import annotations
 
@@ -35,9 +38,12 @@ from polymodal.core.splits import run_splits, write_splits
 from polymodal.core.errors import Problem, UsageError
 from polymodal.nn.fused_classifier import FusedClassifier, UnimodalClassifier
 from polymodal.nn.fusion import FUSIONS, build_fusion, modality_dropout
+from polymodal.nn.no_regret import NoRegretClassifier
 from polymodal.tasks.classify.data import (check_targets, ClassData, PeakMemory, decode_outputs, prepare_data,
                                         score_outputs, unimodal_prior, write_predictions)
 from polymodal.tasks.classify.config import ClassifierConfig
+from polymodal.tasks.classify import no_regret as nr
+from polymodal.train import dist
 from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
 UNIMODAL = "unimodal:"
@@ -60,15 +66,21 @@ def check_method(name: str, modalities: Sequence[str],
         FUSION_REGISTRY.check_options(name, options)
 
 
-ClassifierNet = FusedClassifier | UnimodalClassifier
+ClassifierNet = FusedClassifier | UnimodalClassifier | NoRegretClassifier
 
 
 def build_classifier(method: str, dims: Mapping[str, int], n_out: int, hidden: int = 128,
-                     dropout: float = 0.1, options: Mapping[str, Any] | None = None
+                     dropout: float = 0.1, options: Mapping[str, Any] | None = None,
+                     no_regret: bool = False, problem: str = "classification"
                      ) -> ClassifierNet:
     """Compose the model for ``method``: a fusion from the registry (+ a head unless the fusion
-    produces the outputs itself) or ``unimodal:<modality>`` (an MLP on that modality)."""
+    produces the outputs itself) or ``unimodal:<modality>`` (an MLP on that modality).
+    ``no_regret`` wraps a fusion with one unimodal head per modality (`NoRegretClassifier`)."""
     kind, _, modality = method.partition(":")
+    if no_regret and kind + ":" != UNIMODAL:
+        fused = build_classifier(method, dims, n_out, hidden, dropout, options)
+        heads = {m: build_classifier(UNIMODAL + m, dims, n_out, hidden, dropout) for m in dims}
+        return NoRegretClassifier(fused, heads, problem)
     if kind + ":" == UNIMODAL:
         body = nn.Sequential(nn.Linear(dims[modality], hidden), nn.ReLU(), nn.Dropout(dropout),
                              nn.Linear(hidden, n_out))
@@ -94,12 +106,15 @@ def model_outputs(model: ClassifierNet, x: Mapping[str, np.ndarray], mask: np.nd
     return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
 
 
-def _loss(problem: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _loss(problem: str, out: torch.Tensor, y: torch.Tensor,
+          reduction: str = "mean") -> torch.Tensor:
+    """The batch's mean loss, or (``reduction="none"``) one loss per row."""
     if problem == "classification":
-        return F.cross_entropy(out, y)
+        return F.cross_entropy(out, y, reduction=reduction)
     if problem == "multilabel":
-        return F.binary_cross_entropy_with_logits(out, y)
-    return F.mse_loss(out[:, 0], y)
+        loss = F.binary_cross_entropy_with_logits(out, y, reduction=reduction)
+        return loss.mean(1) if reduction == "none" else loss
+    return F.mse_loss(out[:, 0], y, reduction=reduction)
 
 
 def _scaled_y(data: ClassData, spec: dict) -> np.ndarray:
@@ -117,7 +132,7 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
     dims = {m: tr.x[m].shape[1] for m in data.modalities}
     n_out = len(spec["labels"]) if problem != "regression" else 1
     model = build_classifier(cfg.fusion, dims, n_out, cfg.hidden, cfg.dropout,
-                             cfg.fusion_options)
+                             cfg.fusion_options, cfg.unimodal_heads, problem)
     means, stds = {}, {}
     for i, m in enumerate(data.modalities):
         rows = tr.x[m][tr.mask[:, i]]
@@ -141,11 +156,17 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
                 continue
             mb = mask[idx]
             yield ({m: v[idx] for m, v in xs.items()},
-                   modality_dropout(mb, p, gen) if p > 0 else mb, y[idx])
+                   modality_dropout(mb, p, gen) if p > 0 else mb, y[idx], mb)
 
     def step(mdl: nn.Module, batch) -> torch.Tensor:
-        xb, mb, yb = batch
-        return _loss(problem, mdl(xb, mb), yb)
+        xb, mb, yb, real = batch
+        if isinstance(mdl, NoRegretClassifier):  # every rank: the whole batch
+            return nr.step_loss(mdl, problem, _loss, xb, mb, real, yb, cfg.head_distill)
+        n_global = len(yb)  # this rank's rows of the global batch (`polymodal.train.dist`)
+        xb, mb, yb = dist.shard((xb, mb, yb), n_global)
+        if not len(yb):
+            return torch.zeros(())
+        return dist.shard_mean(_loss(problem, mdl(xb, mb), yb, "none"), n_global)
 
     vy = torch.from_numpy(_scaled_y(va, spec))
 
@@ -156,11 +177,17 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
             return float(np.mean(o.argmax(1) == va.y)) - 1e-3 * loss
         return -loss
 
+    best = (nr.ComponentBest(model, problem, _loss, va.x, va.mask, _scaled_y(va, spec))
+            if isinstance(model, NoRegretClassifier) else None)
     tc = cfg.train.model_copy(update={"progress": cfg.train.progress and progress})
     with PeakMemory() as mem, torch_threads(cfg.threads):
-        res = fit_loop(model, step, batches, validate, tc, run_dir=out, resume=resume,
+        res = fit_loop(model, step, batches, best or validate, tc, run_dir=out, resume=resume,
                        desc=f"fit {cfg.fusion}", generator=gen)
-    info = {"train_seconds": round(res.seconds, 3), "epochs_run": res.epochs_run,
+        extra = {} if best is None else {  # each component at its own best epoch, then mixing
+            "component_val_scores": best.restore(),
+            "no_regret_choice": nr.calibrate(model, problem, _loss, va.x, va.mask,
+                                                    _scaled_y(va, spec))}
+    info = {**extra, "train_seconds": round(res.seconds, 3), "epochs_run": res.epochs_run,
             "best_epoch": res.best_epoch, "val_score": round(res.best_score, 6),
             "params": int(sum(t.numel() for t in model.parameters())),
             "peak_mem_mb": round(mem.mb, 2), "peak_mem_method": mem.method}
@@ -222,9 +249,12 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
                  manifest: Manifest, features: Path, out: Path, progress: bool = True,
                  resume: bool = False) -> dict:
     """Train, evaluate and save one run on already prepared data (used by `compare`)."""
-    RunFolder(out).begin()
-    write_splits(out / "splits.csv", data.ids, data.split)
+    if dist.is_main():
+        RunFolder(out).begin()
+        write_splits(out / "splits.csv", data.ids, data.split)
     model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume)
+    if not dist.is_main():  # evaluation and every write: rank 0 only
+        return {**info, "rank": dist.rank()}
     test, val = data.select("test"), data.select("val")
     t_out = model_outputs(model, test.x, test.mask)
     result = {"method": cfg.fusion, "problem": spec["problem"], "target": cfg.target,
@@ -256,8 +286,10 @@ def prepare_run(config: ClassifierConfig, out: Path, progress: bool = True,
     if check is not None:
         check(mods)
     check_targets(manifest, cfg.target, cfg.task)
-    RunFolder(out).begin()  # before encoding into out/features: a fit failing from here on
-    feats = _features_for(cfg, manifest, mods, out, progress)  # leaves no COMPLETE
+    def setup() -> Path:  # rank 0 only; the other ranks wait, then read its features
+        RunFolder(out).begin()  # before encoding into out/features: a fit failing from here on
+        return _features_for(cfg, manifest, mods, out, progress)  # leaves no COMPLETE
+    feats = dist.on_main(setup) or (Path(cfg.features) if cfg.features else out / "features")
     data, spec, problems = prepare_data(manifest, FeatureSet.load(feats), mods, cfg.target,
                                         cfg.task)
     return cfg, manifest, feats, data, spec, problems
@@ -274,7 +306,7 @@ def fit_classifier(config: ClassifierConfig, out: str | Path, progress: bool = T
     cfg, manifest, feats, data, spec, problems = prepare_run(
         config, out, progress,
         check=lambda mods: check_method(config.fusion, mods, config.fusion_options))
-    if problems and progress:
+    if problems and progress and dist.is_main():
         print(f"warning: {len(problems)} rows skipped (first: {problems[0]}); see "
               f"{out / 'skipped.jsonl'}")
     return fit_prepared(cfg, data, spec, problems, manifest, feats, out, progress, resume)
@@ -327,7 +359,8 @@ def load_classifier(run: str | Path) -> LoadedClassifier:
     run, doc, state = read_run(run, "classification")
     c = doc["config"]
     model = build_classifier(doc["method"], doc["dims"], doc["n_out"], c["hidden"], c["dropout"],
-                          c.get("fusion_options"))
+                             c.get("fusion_options"), bool(c.get("unimodal_heads")),
+                             doc["problem"])
     model.load_state_dict(state)
     model.eval()
     return LoadedClassifier(run=run, doc=doc, model=model)

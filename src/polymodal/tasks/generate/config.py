@@ -25,9 +25,10 @@ class GenerateConfig(DataConfig):
     beta: float = Field(1.0, ge=0, description="cVAE KL weight")
     batch_size: int = Field(64, ge=2, description="images per training batch")
     limit: int | None = Field(None, ge=1, description="at most this many train rows")
-    metrics: Literal["auto", "digits", "efficientnet", "none"] = Field(
+    metrics: Literal["auto", "digits", "labels", "efficientnet", "none"] = Field(
         "auto", description="how generated images are scored (auto: digits for labels 0-9 "
-                            "on one channel, else efficientnet)")
+                            "on one channel; labels for any other labelled set: linear probe "
+                            "on EfficientNet-Lite0 features; else efficientnet FID)")
     classifier: str | None = Field(None, description="saved DigitCNN (RUN/digit_classifier."
                                    "safetensors of another run) to score with, instead of "
                                    "training one")

@@ -110,13 +110,21 @@ def digit_labels(data: GenData) -> np.ndarray | None:
 
 
 def metric_kind(cfg: Any, data: GenData) -> str:
-    """Which metrics apply: digits (grey images with digit labels), efficientnet, none."""
+    """Which metrics apply: digits (grey images with digit labels), labels (any other set
+    with at least 2 labels among its train images), efficientnet (unlabelled RGB), none."""
+    from polymodal.tasks.generate.labelled import label_classes
+
     if cfg.metrics != "auto":
         if cfg.metrics == "digits" and (digit_labels(data) is None or data.images.shape[1] != 1):
             raise UsageError("metrics 'digits' needs grey images with labels 0-9")
+        if cfg.metrics == "labels" and label_classes(data) is None:
+            raise UsageError("metrics 'labels' needs at least 2 distinct labels among the "
+                             "train images")
         return cfg.metrics
     if data.images.shape[1] == 1 and digit_labels(data) is not None:
         return "digits"
+    if label_classes(data) is not None:
+        return "labels"
     return "efficientnet" if data.images.shape[1] == 3 else "none"
 
 
@@ -218,6 +226,10 @@ def score(model: Any, data: GenData, kind: str, cfg: Any, out: Path, progress: b
 
     if kind == "none":
         return {}
+    if kind == "labels":
+        from polymodal.tasks.generate.labelled import score_labelled
+
+        return score_labelled(model, data, cfg, _generate, _eval_conditions)
     ci = _eval_conditions(data, cfg.n_eval, cfg.train.seed)
     fake = _generate(model, data, ci, cfg.train.seed + 1)
     test = data.splits == ("test" if (data.splits == "test").any() else "val")

@@ -19,10 +19,44 @@ class Side:
     modality: str
     x: np.ndarray
     rows: np.ndarray
+    frames: np.ndarray | None = None  # video + attention pooling: padded frames [M, F, d]
+    mask: np.ndarray | None = None  # [M, F] bool, True = a real frame
 
     def select(self, row_mask: np.ndarray) -> "Side":
         keep = row_mask[self.rows]
-        return Side(self.modality, self.x[keep], self.rows[keep])
+        if self.frames is None:
+            return Side(self.modality, self.x[keep], self.rows[keep])
+        return Side(self.modality, self.x[keep], self.rows[keep], self.frames[keep],
+                    self.mask[keep])
+
+
+def frame_bags(features: FeatureSet, side: Side) -> Side:
+    """``side`` (a video modality) with its clips' frame vectors (the feature folder's side
+    files) padded to the longest clip, in the order of ``side.rows``. A clip without frame
+    vectors gets its clip vector as its one frame."""
+    v, r, _ = features.frames(side.modality)
+    order = np.argsort(r, kind="stable")
+    starts = np.searchsorted(np.asarray(r)[order], np.arange(len(features.ids) + 1))
+    counts = np.maximum(starts[side.rows + 1] - starts[side.rows], 1)
+    width = int(counts.max()) if len(counts) else 1
+    frames = np.zeros((len(side.rows), width, side.x.shape[1]), np.float32)
+    mask = np.zeros((len(side.rows), width), bool)
+    for i, row in enumerate(side.rows):
+        a, b = starts[row], starts[row + 1]
+        frames[i, :max(b - a, 1)] = np.asarray(v[order[a:b]], np.float32) if b > a else side.x[i]
+        mask[i, :max(b - a, 1)] = True
+    return Side(side.modality, side.x, side.rows, frames, mask)
+
+
+def with_frame_bags(data: "PairedData", features: FeatureSet, video_pool: str) -> "PairedData":
+    """``data`` with padded frames on its video side(s) when ``video_pool`` is 'attention'."""
+    if video_pool != "attention":
+        return data
+    for name in ("query", "target"):
+        side = getattr(data, name)
+        if side.modality == "video":
+            setattr(data, name, frame_bags(features, side))
+    return data
 
 
 @dataclass

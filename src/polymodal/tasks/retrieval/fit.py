@@ -24,15 +24,19 @@ from polymodal.core.atomic import atomic_write_text
 from polymodal.features.cache.features import FeatureSet
 from polymodal.core.runfolder import RunFolder, absolute_paths
 from polymodal.core.splits import write_splits
+from polymodal.index.build import check_kind
 from polymodal.data.manifest import read_manifest
 from polymodal.features.encoders import DEFAULT_ENCODERS
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.features.encode import encode_manifest
-from polymodal.tasks.retrieval.data import PairedData, Side, check_pairs, load_pairs
-from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.data import (PairedData, Side, check_pairs, load_pairs,
+                                            with_frame_bags)
+from polymodal.tasks.retrieval.config import AUTO, RetrievalConfig
+from polymodal.tasks.retrieval.pooled import bags as _bags, embed_side
+from polymodal.train import dist
 from polymodal.train.loop import fit_loop, seed_everything
 
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "video"]
 METHODS = tuple(ALIGNMENTS.names())
 
 
@@ -71,8 +75,32 @@ def _build_model(cfg: RetrievalConfig, data: PairedData) -> AlignModel:
     else:
         specs = {s: {"kind": cfg.head, "in_dim": d, "out_dim": cfg.dim, **opts}
                  for s, d in (("query", dq), ("target", dt))}
+    pools = {s: {"dim": side.x.shape[1], "hidden": POOL_HIDDEN}
+             for s, side in (("query", data.query), ("target", data.target))
+             if side.frames is not None}
+    if pools:  # --video-pool attention (contrastive heads only, `check_pool`)
+        specs["pools"] = pools
     scalars = loss_params(cfg.loss) if cfg.loss in loss_names() else {}
     return AlignModel(specs, means, scalars)
+
+
+POOL_HIDDEN = 128  # width of the attention pool's scoring MLP
+
+
+def check_pool(cfg: RetrievalConfig) -> None:
+    """Before any encoding: ``video_pool: attention`` needs a video side and heads trained with
+    a contrastive loss (the pool is trained with them)."""
+    if cfg.video_pool != "attention":
+        return
+    if "video" not in (cfg.query, cfg.target):
+        raise UsageError(f"--video-pool attention: neither side is video ({cfg.query} -> "
+                         f"{cfg.target})")
+    if cfg.pairs or cfg.pivot or cfg.bridge != "none":
+        raise UsageError("--video-pool attention: not with --pairs / --pivot / --bridge")
+    if cfg.loss == AUTO or method_kind(cfg.loss) != "loss":
+        losses = ", ".join(m for m in METHODS if method_kind(m) == "loss")
+        raise UsageError(f"--video-pool attention trains the pool with the heads: pick a "
+                         f"contrastive --loss ({losses}), not {cfg.loss}")
 
 
 def _loss_fn(cfg: RetrievalConfig):
@@ -85,8 +113,10 @@ def _loss_fn(cfg: RetrievalConfig):
     fn = get_loss(cfg.loss)  # resolved once (registry lookup + preset), not per step
 
     def step(model: AlignModel, batch) -> torch.Tensor:
-        q, t, g = batch
-        a, b = model.embed(q, "query"), model.embed(t, "target")
+        q, t, g, *masks = batch  # the global batch: embed this rank's rows, gather all
+        qm, tm = (None if m is None else dist.shard(m) for m in (masks or (None, None)))
+        a = dist.gather(model.embed(dist.shard(q), "query", qm))
+        b = dist.gather(model.embed(dist.shard(t), "target", tm))
         kw = {**fixed, **dict(model.scalars.items())}
         if "pair_ids" in accepts:
             kw["pair_ids"] = g
@@ -96,7 +126,7 @@ def _loss_fn(cfg: RetrievalConfig):
 
 def similarity(model: AlignModel, q: Side, t: Side) -> tuple[np.ndarray, np.ndarray]:
     """Shared-space embeddings of query and target vectors."""
-    return model.embed_numpy(q.x, "query"), model.embed_numpy(t.x, "target")
+    return embed_side(model, q, "query"), embed_side(model, t, "target")
 
 
 def evaluate_sides(qe: np.ndarray, te: np.ndarray, relevant: np.ndarray, names: tuple[str, str]
@@ -174,17 +204,18 @@ def _metrics(sim: np.ndarray, rel: np.ndarray) -> dict[str, float]:
 def run_encoders(cfg: RetrievalConfig) -> dict[str, str]:
     """The encoder of each side: ``cfg.encoders`` overrides only the modality it names, the other
     side keeps its default. Naming a modality the run does not align is an error."""
-    extra = sorted(set(cfg.encoders) - {cfg.query, cfg.target})
+    mods = (cfg.query, cfg.target) + ((cfg.pivot,) if cfg.pairs and cfg.pivot else ())
+    extra = sorted(set(cfg.encoders) - set(mods))
     if extra:
         raise UsageError(f"--encoder {extra[0]}=…: this run aligns {cfg.query} and {cfg.target}")
-    return {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in (cfg.query, cfg.target)}
+    return {m: cfg.encoders.get(m, DEFAULT_ENCODERS[m]) for m in mods}
 
 
 def load_encoded(cfg: RetrievalConfig) -> FeatureSet:
     """The pre-encoded folder ``cfg.features``; its encoders must be the ones ``cfg`` asks for
     (the run records them so that ``search`` encodes queries the same way)."""
     feats = FeatureSet.load(cfg.features)
-    for m in (cfg.query, cfg.target):
+    for m in run_encoders(cfg):
         if m not in feats.modalities:
             raise UsageError(f"{cfg.features}: no '{m}' features (it has "
                              f"{', '.join(feats.modalities)})")
@@ -197,24 +228,45 @@ def load_encoded(cfg: RetrievalConfig) -> FeatureSet:
 
 def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False,
                   with_baselines: bool = True, progress: bool = True) -> dict:
-    """Train, evaluate and index; returns ``{"metrics":…, "baselines":…, "seconds":…}``."""
+    """Train, evaluate and index; returns ``{"metrics":…, "baselines":…, "seconds":…}``.
+
+    Under torchrun (`polymodal.train.dist`) every rank trains on its rows of each global batch
+    with the negatives of the whole batch (gathered embeddings); rank 0 alone encodes, evaluates
+    and writes ``out``; the other ranks return ``{"train": …, "rank": r}`` and write nothing."""
     cfg = absolute_paths(config)
-    if cfg.loss not in METHODS:
-        raise UsageError(f"unknown loss '{cfg.loss}'; choose one of {', '.join(METHODS)}")
+    if cfg.loss not in METHODS + ("auto",):
+        raise UsageError(f"unknown loss '{cfg.loss}'; choose auto or one of {', '.join(METHODS)}")
+    check_kind(cfg.index)  # an unknown kind or a missing engine: before any encoding
+    check_pool(cfg)
+    if cfg.bridge != "none":  # speech as a bridge: its own path (tasks/retrieval/bridge.py)
+        from polymodal.tasks.retrieval.bridge import fit_bridge
+
+        return fit_bridge(cfg, Path(out), resume, with_baselines, progress)
+    if cfg.pairs or cfg.pivot:
+        from polymodal.tasks.retrieval.binding import check_binding
+
+        check_binding(cfg)
     out = Path(out)
     t0 = time.perf_counter()
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
     check_pairs(manifest, cfg.query, cfg.target, cfg.relevance)  # before any encoding
+    if cfg.frame_pairs:
+        from polymodal.tasks.retrieval.moments import check_frame_pairs
+
+        check_frame_pairs(cfg, manifest)
     encoders = run_encoders(cfg)
-    RunFolder(out).begin()
-    if cfg.features:
-        feats = load_encoded(cfg)
-    else:
-        feats = encode_manifest(manifest, out / "features", encoders=encoders,
-                                cache_dir=cfg.cache_dir, progress=progress,
-                                modalities=list(encoders), backend=cfg.backend,
-                                precision=cfg.encoder_precision).features
-    data = load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance)
+
+    def encode() -> None:  # rank 0 only: the one process that writes the run folder
+        RunFolder(out).begin()
+        if not cfg.features:
+            encode_manifest(manifest, out / "features", encoders=encoders,
+                            cache_dir=cfg.cache_dir, progress=progress,
+                            modalities=list(encoders), backend=cfg.backend,
+                            precision=cfg.encoder_precision)
+    dist.on_main(encode)  # the other ranks wait, then read what rank 0 encoded
+    feats = load_encoded(cfg) if cfg.features else FeatureSet.load(out / "features")
+    data = with_frame_bags(load_pairs(feats, manifest, cfg.query, cfg.target, cfg.relevance),
+                           feats, cfg.video_pool)
     names = (cfg.query, cfg.target)
     qi, tj = data.pairs("train")
     if len(qi) < 2:
@@ -222,7 +274,45 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
                              f"{cfg.query} and {cfg.target} (after encoding)")
     if "test" not in set(data.split[data.query.rows]):
         raise PolymodalError(f"{manifest.path}: no test rows with {cfg.query} (add a split column)")
-    write_splits(out / "splits.csv", data.ids, data.split)
+    if dist.is_main():
+        write_splits(out / "splits.csv", data.ids, data.split)
+    selection = None
+    if cfg.pairs:  # emergent binding: each side aligned to the pivot with its own pairs
+        from polymodal.tasks.retrieval.binding import fit_binding
+
+        cfg, model, train_info = fit_binding(cfg, feats, manifest, data, out, resume)
+    elif cfg.loss == "auto":  # model selection on the validation split
+        from polymodal.tasks.retrieval.select import select_model
+
+        cfg, model, train_info, selection = select_model(
+            cfg, data, out, lambda c, o: train_model(c, data, o, resume, manifest, feats,
+                                                     encoders))
+    else:
+        model, train_info = train_model(cfg, data, out, resume, manifest, feats, encoders)
+    if not dist.is_main():  # evaluation and every write: rank 0 only
+        return {"train": train_info, "rank": dist.rank()}
+    q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
+    qe, te = similarity(model, q, t)
+    metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
+    base = baselines(data, names) if with_baselines else {}
+    save_run(out, cfg, model, data, feats)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    if base:
+        atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
+    info = {"train": train_info, "n_test_queries": len(q.x), "n_test_targets": len(t.x),
+            "seconds": round(time.perf_counter() - t0, 2), "method": cfg.loss}
+    if selection is not None:
+        info["selection"] = selection
+    RunFolder(out).update_json("run.json", info)  # keeps the provenance begin() wrote
+    RunFolder(out).finish()
+    return {"metrics": metrics, "baselines": base, **info}
+
+
+def train_model(cfg: RetrievalConfig, data: PairedData, out: Path, resume: bool, manifest,
+                feats: FeatureSet, encoders: dict[str, str]) -> tuple[AlignModel, dict]:
+    """Build and train (or fit in closed form) the model of ``cfg.loss`` on the training pairs
+    of ``data``, validating on its val pairs; ``out``: its checkpoint / train_log folder."""
+    qi, tj = data.pairs("train")
     gen = seed_everything(cfg.train.seed)
     model = _build_model(cfg, data)
     train_info: dict = {}
@@ -234,6 +324,13 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
     else:
         qx, tx = torch.from_numpy(data.query.x), torch.from_numpy(data.target.x)
         groups = torch.from_numpy(data.groups)
+        pair_groups = groups[data.query.rows[qi]]
+        if cfg.frame_pairs:  # + (word, frame) pairs of the training clips
+            from polymodal.tasks.retrieval.moments import frame_word_pairs
+
+            qx, tx, qi, tj, pair_groups = frame_word_pairs(cfg, manifest, feats, data, encoders,
+                                                           qx, tx, qi, tj, pair_groups)
+        (qx, qm), (tx, tm) = _bags(data.query, qx), _bags(data.target, tx)
         vq, vt = data.side_split(data.query, "val"), data.side_split(data.target, "val")
         vrel = data.relevance(vq, vt)
         bs = min(cfg.batch_size, len(qi))
@@ -242,7 +339,8 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
             perm = torch.randperm(len(qi), generator=gen).numpy()
             for s in range(0, len(perm) - bs + 1, bs):
                 idx = perm[s:s + bs]
-                yield qx[qi[idx]], tx[tj[idx]], groups[data.query.rows[qi[idx]]]
+                yield (qx[qi[idx]], tx[tj[idx]], pair_groups[idx],
+                       None if qm is None else qm[qi[idx]], None if tm is None else tm[tj[idx]])
 
         def validate(m: AlignModel) -> float:
             qe, te = similarity(m, vq, vt)
@@ -252,20 +350,9 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
                        resume=resume, desc=f"fit {cfg.query}->{cfg.target} ({cfg.loss})",
                        generator=gen)
         train_info = {"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                      "val_R@10": res.best_score, "train_seconds": round(res.seconds, 2)}
-    q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
-    qe, te = similarity(model, q, t)
-    metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
-    base = baselines(data, names) if with_baselines else {}
-    save_run(out, cfg, model, data, feats)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    if base:
-        atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
-    info = {"train": train_info, "n_test_queries": len(q.x), "n_test_targets": len(t.x),
-            "seconds": round(time.perf_counter() - t0, 2)}
-    atomic_write_text(out / "run.json", json.dumps(info, indent=1))
-    RunFolder(out).finish()
-    return {"metrics": metrics, "baselines": base, **info}
+                      "val_R@10": res.best_score, "train_seconds": round(res.seconds, 2),
+                      "history": res.history}  # per epoch: loss, val (R@10); for --mlflow
+    return model, train_info
 
 
 def save_run(out: Path, cfg: RetrievalConfig, model: AlignModel, data: PairedData,
@@ -279,7 +366,7 @@ def save_run(out: Path, cfg: RetrievalConfig, model: AlignModel, data: PairedDat
                 for m in (cfg.query, cfg.target)}
     run.write_config("retrieval", json.loads(cfg.model_dump_json()), encoders,
                      model={"heads": model.specs, "scalars": list(model.scalars.keys())})
-    te = model.embed_numpy(data.target.x, "target")
+    te = embed_side(model, data.target, "target")
     counts = np.bincount(data.target.rows, minlength=len(data.ids))
     seen: dict[int, int] = {}
     ids = []

@@ -30,9 +30,13 @@ class Hit:
     row_id: str
     path: str | None
     text: str | None
+    start_s: float | None = None  # video targets: time of the frame that best matches
 
     def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        d = self.__dict__.copy()
+        if d["start_s"] is None:
+            del d["start_s"]
+        return d
 
 
 @dataclass
@@ -102,7 +106,8 @@ def _hit_fields(rec: Record | None, modality: str) -> tuple[str | None, str | No
         return None, None
     item = rec.get(modality)
     text = " | ".join(rec.text) if rec.text else None
-    return (str(item) if modality in ("image", "audio") and item is not None else None), text
+    return (str(item) if modality in ("image", "audio", "video") and item is not None
+            else None), text
 
 
 def search_run(run: RetrievalRun, *, text: str | None = None, image: str | None = None,
@@ -133,20 +138,22 @@ def run_features(run: RetrievalRun, m: Manifest, modalities: tuple[str, ...], ow
 def eval_run(run: RetrievalRun, manifest: str | Path | None = None, split: str | None = "test",
              progress: bool = True) -> dict:
     """Re-evaluate a run on a manifest split (default: its own manifest's test split)."""
-    from polymodal.tasks.retrieval.data import load_pairs
+    from polymodal.tasks.retrieval.data import load_pairs, with_frame_bags
+    from polymodal.tasks.retrieval.pooled import embed_side
 
     cfg = run.config
     m = read_manifest(manifest or cfg.manifest, columns=cfg.columns)
     feats = run_features(run, m, (cfg.query, cfg.target), manifest is None, progress)
-    data = load_pairs(feats, m, cfg.query, cfg.target, cfg.relevance,
-                      splits=run_splits(run.root) if manifest is None else None)
+    data = with_frame_bags(load_pairs(feats, m, cfg.query, cfg.target, cfg.relevance,
+                                      splits=run_splits(run.root) if manifest is None else None),
+                           feats, cfg.video_pool)
     if split is not None:
         if split not in set(data.split):
             raise UsageError(f"split '{split}' has no rows in {m.path}")
         q, t = data.side_split(data.query, split), data.side_split(data.target, split)
     else:
         q, t = data.query, data.target
-    qe, te = run.model.embed_numpy(q.x, "query"), run.model.embed_numpy(t.x, "target")
+    qe, te = embed_side(run.model, q, "query"), embed_side(run.model, t, "target")
     return evaluate_sides(qe, te, data.relevance(q, t), (cfg.query, cfg.target))
 
 
@@ -271,10 +278,30 @@ class Retriever:
         batch = [queries] if single else list(queries)
         if not batch:
             return []
-        scores, ids = self.run.index.search(self.embed(batch, modality), k)
+        qv = self.embed(batch, modality)
+        scores, ids = self.run.index.search(qv, k)
         hits = [[self.hit(rank, float(s), str(i)) for rank, (s, i) in
                  enumerate(zip(scores[j], ids[j]), 1)] for j in range(len(batch))]
+        scorer = self.frame_scorer
+        if scorer is not None:  # the moment: the hit's frame most similar to the query
+            for j, hs in enumerate(hits):
+                for h in hs:
+                    bt = scorer.best_time(qv[j], h.row_id)
+                    h.start_s = None if bt is None else round(bt[0], 3)
         return hits[0] if single else hits
+
+    @property
+    def frame_scorer(self):
+        """`FrameScorer` of a run whose target is video with per-frame vectors, else None."""
+        if not hasattr(self, "_scorer"):
+            self._scorer = None
+            if self.config.target == "video":
+                from polymodal.tasks.retrieval.moments import FrameScorer, run_feature_folder
+
+                fs = FeatureSet.load(run_feature_folder(self.root, self.config))
+                if fs.has_frames("video"):
+                    self._scorer = FrameScorer(fs, self.run.model)
+        return self._scorer
 
     def hit(self, rank: int, score: float, vector_id: str) -> Hit:
         """A `Hit` for an index vector id (``id#n`` vectors map to manifest row ``id``)."""
