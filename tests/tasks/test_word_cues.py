@@ -97,4 +97,6 @@ def test_onset_snap_and_words_over_silence():
     onset = _onset_finder(wav)
     assert onset(0.0, 0.9) == pytest.approx(0.4)  # Whisper's start in the silence before
     assert onset(0.5, 0.9) == 0.5
-    assert onset(1.2, 1.9) is None  # nothing said there: the word is dropped
+    assert onset(1.2, 1.9) is None  # after the last speech: a repeated word, dropped
+    wav[25600:28800] = wav[6400:9600]  # more speech at 1.6-1.8 s: 1.2-1.5 is a pause, kept
+    assert _onset_finder(wav)(1.2, 1.5) == 1.2

@@ -59,7 +59,7 @@ def fit_bridge(cfg: RetrievalConfig, out: Path, resume: bool = False,
                with_baselines: bool = True, progress: bool = True) -> dict:
     """`fit_retrieval` for ``cfg.bridge == "asr"`` (see the module docstring)."""
     from polymodal.features.encode import encode_manifest
-    from polymodal.tasks.retrieval.fit import baselines, evaluate_sides, save_run
+    from polymodal.tasks.retrieval.fit import evaluate_and_save
 
     t0 = time.perf_counter()
     audio_side, encoders = bridge_encoders(cfg)
@@ -85,21 +85,14 @@ def fit_bridge(cfg: RetrievalConfig, out: Path, resume: bool = False,
         model, train_info = zero_shot_model(data.query.x.shape[1]), {"zero_shot": True}
     else:
         model, train_info, extra = _through_text(cfg, out, audio_side, other, resume, progress)
-    q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
-    qe, te = model.embed_numpy(q.x, "query"), model.embed_numpy(t.x, "target")
-    metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
-    base = baselines(data, names) if with_baselines else {}
-    save_run(out, cfg, model, data, feats)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    if base:
-        atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
+    metrics, base, q, t = evaluate_and_save(out, cfg, model, data, feats, names, with_baselines)
     atomic_write_text(out / "bridge.json", json.dumps(
         {**extra, **_sample(manifest, feats, q, cfg)}, indent=1))
     method = "asr-0shot" if other == "text" else "asr-via-text"
     info = {"train": train_info, "bridge": "asr", "method": method, **extra,
             "n_test_queries": len(q.x),
             "n_test_targets": len(t.x), "seconds": round(time.perf_counter() - t0, 2)}
-    atomic_write_text(out / "run.json", json.dumps(info, indent=1))
+    RunFolder(out).update_json("run.json", info)  # keeps the provenance begin() wrote
     RunFolder(out).finish()
     return {"metrics": metrics, "baselines": base, **info}
 

@@ -124,6 +124,21 @@ def _loss_fn(cfg: RetrievalConfig):
     return step
 
 
+def evaluate_and_save(out: Path, cfg: RetrievalConfig, model: AlignModel, data, feats,
+                      names, with_baselines: bool):
+    """Test-split metrics (and the ridge / CCA baselines), then the run's model, metrics.json and
+    baselines.json; -> (metrics, baselines, test query side, test target side)."""
+    q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
+    qe, te = similarity(model, q, t)
+    metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
+    base = baselines(data, names) if with_baselines else {}
+    save_run(out, cfg, model, data, feats)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    if base:
+        atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
+    return metrics, base, q, t
+
+
 def similarity(model: AlignModel, q: Side, t: Side) -> tuple[np.ndarray, np.ndarray]:
     """Shared-space embeddings of query and target vectors."""
     return embed_side(model, q, "query"), embed_side(model, t, "target")
@@ -291,14 +306,7 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
         model, train_info = train_model(cfg, data, out, resume, manifest, feats, encoders)
     if not dist.is_main():  # evaluation and every write: rank 0 only
         return {"train": train_info, "rank": dist.rank()}
-    q, t = data.side_split(data.query, "test"), data.side_split(data.target, "test")
-    qe, te = similarity(model, q, t)
-    metrics = evaluate_sides(qe, te, data.relevance(q, t), names)
-    base = baselines(data, names) if with_baselines else {}
-    save_run(out, cfg, model, data, feats)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    if base:
-        atomic_write_text(out / "baselines.json", json.dumps(base, indent=1))
+    metrics, base, q, t = evaluate_and_save(out, cfg, model, data, feats, names, with_baselines)
     info = {"train": train_info, "n_test_queries": len(q.x), "n_test_targets": len(t.x),
             "seconds": round(time.perf_counter() - t0, 2), "method": cfg.loss}
     if selection is not None:
