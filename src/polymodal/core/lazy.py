@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping
 
+from polymodal.core.errors import PolymodalError
+
 
 def lazy_exports(package: str, exports: Mapping[str, str]
                  ) -> tuple[Callable[[str], Any], list[str]]:
@@ -18,3 +20,13 @@ def lazy_exports(package: str, exports: Mapping[str, str]
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__, sorted(table)
+
+
+def need(*modules: str, message: str, error: type[PolymodalError] = PolymodalError) -> Any:
+    """Import ``modules`` (an optional dependency) and return the first, or raise ``error``
+    with the one-line ``message`` (which names the extra to install) when one is missing."""
+    try:
+        mods = [importlib.import_module(m) for m in modules]
+    except ImportError:
+        raise error(message) from None
+    return mods[0]

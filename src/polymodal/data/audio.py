@@ -22,7 +22,7 @@ import numpy as np
 
 from polymodal.core.errors import DecodeError, UsageError
 from polymodal.data import limits
-from polymodal.data.headers import check_file, looks_like_text, wav_header
+from polymodal.data.headers import check_file, is_text_file, wav_header
 from polymodal.data.limits import MAX_AUDIO_SECONDS
 
 AUDIO_BLOCK = 1 << 16  # frames decoded per read
@@ -94,9 +94,7 @@ def probe_audio(path: str | Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as e:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if looks_like_text(head):
+        if is_text_file(path):
             raise DecodeError(str(path), "not an audio file: the file contains text") from None
         raise DecodeError(str(path), f"cannot decode audio: bad header or unsupported format "
                                      f"({_sf_reason(e)})") from None

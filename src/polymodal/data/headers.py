@@ -38,6 +38,13 @@ def check_file(path: str | Path) -> int:
     return st.st_size
 
 
+def is_text_file(path: Path) -> bool:
+    """Whether the file at ``path`` starts with text (`looks_like_text` on its first 512 bytes):
+    the reason to give when a decoder refuses it."""
+    with open(path, "rb") as fh:
+        return looks_like_text(fh.read(512))
+
+
 def looks_like_text(head: bytes) -> bool:
     """Whether the first bytes of a file are printable UTF-8 (a text file named .jpg / .wav)."""
     if not head or b"\0" in head:

@@ -35,7 +35,7 @@ from polymodal.core.errors import DecodeError
 # re-exported: callers import the audio functions, `check_file` and these limits from here
 from polymodal.data.audio import (AudioInfo, check_sample_rate, load_audio,  # noqa: F401
                                   probe_audio, resample, resample_factors)
-from polymodal.data.headers import check_file, looks_like_text  # noqa: F401
+from polymodal.data.headers import check_file, is_text_file, looks_like_text  # noqa: F401
 from polymodal.data.headers import image_size as _header_size
 from polymodal.data.limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE  # noqa: F401
 
@@ -81,9 +81,7 @@ def _open_checked(path: Path, max_pixels: int | None, min_side: int):
     except Image.DecompressionBombError as e:
         raise DecodeError(str(path), f"image too large ({e})") from None
     except Exception as e:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if looks_like_text(head):
+        if is_text_file(path):
             raise DecodeError(str(path), "not an image: the file contains text") from None
         if isinstance(e, Image.UnidentifiedImageError):
             raise DecodeError(str(path), "not an image (unknown or unsupported format)") from None

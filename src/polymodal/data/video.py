@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from polymodal.core.errors import DecodeError, UsageError
+from polymodal.core.lazy import need
 from polymodal.data import limits
-from polymodal.data.headers import check_file, looks_like_text
+from polymodal.data.headers import check_file, is_text_file
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SCENE_THUMB = 32  # side of the grey thumbnail compared for scene changes
@@ -66,10 +67,7 @@ class FrameSample:
 
 
 def need_av():
-    try:
-        import av
-    except ImportError:
-        raise UsageError("video needs PyAV: pip install 'polymodal[video]'") from None
+    av = need("av", message="video needs PyAV: pip install 'polymodal[video]'", error=UsageError)
     av.logging.set_level(av.logging.PANIC)
     return av
 
@@ -85,9 +83,7 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except Exception as e:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if looks_like_text(head):
+        if is_text_file(path):
             raise DecodeError(str(path), "not a video file: the file contains text") from None
         raise DecodeError(str(path), f"cannot open video: corrupt, truncated or unsupported "
                                      f"container ({_reason(e)})") from None

@@ -12,6 +12,7 @@ import numpy as np
 
 from polymodal.core.atomic import atomic_path
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.core.lazy import need
 from polymodal.index.common import (IdTable, SearchResult, as_matrix, check_dim, check_k,
                                     check_metric, default_nlist, default_pq_m, read_ids,
                                     read_meta, remove_stale, write_ids, write_meta)
@@ -23,12 +24,8 @@ INSTALL_HINT = "pip install 'polymodal[faiss]'  (or: pip install faiss-cpu)"
 
 def import_faiss() -> Any:
     """Import faiss or raise a PolymodalError with the install hint."""
-    try:
-        import faiss
-    except ImportError:
-        raise PolymodalError(f"this index kind needs FAISS, which is not installed; install it "
-                             f"with: {INSTALL_HINT}; or use kind='exact'") from None
-    return faiss
+    return need("faiss", message=f"this index kind needs FAISS, which is not installed; install "
+                                 f"it with: {INSTALL_HINT}; or use kind='exact'")
 
 
 def faiss_available() -> bool:

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.core.lazy import need
 from polymodal.index.common import (IDS_FILE, IdTable, SearchResult, as_matrix, check_dim,
                                     check_k, check_metric, default_pq_m, read_meta,
                                     remove_stale, write_meta)
@@ -50,12 +51,8 @@ QUERY_BATCH = 256  # query vectors sent to LanceDB in one search call
 def import_lancedb() -> Any:
     """Import lancedb (its Rust logging kept to errors) or raise a PolymodalError with the hint."""
     os.environ.setdefault("LANCEDB_LOG", "error")
-    try:
-        import lancedb
-    except ImportError:
-        raise PolymodalError(f"index kind 'lancedb' needs LanceDB, which is not installed; "
-                             f"install it with: {INSTALL_HINT}; or use kind='exact'") from None
-    return lancedb
+    return need("lancedb", message=f"index kind 'lancedb' needs LanceDB, which is not installed; "
+                                   f"install it with: {INSTALL_HINT}; or use kind='exact'")
 
 
 def lancedb_available() -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import yaml
 
 from polymodal.core.errors import PolymodalError
+from polymodal.core.lazy import need
 
 EXPERIMENT = "polymodal"
 INSTALL_HINT = "pip install 'polymodal[mlflow]'"
@@ -32,13 +33,9 @@ SKIP_DIRS = ("features", "eval_features")  # large and re-creatable: not copied 
 
 def need_mlflow() -> Any:
     """Import mlflow or raise a one-line error naming the extra."""
-    try:
-        import mlflow
-        import sqlalchemy  # noqa: F401  (the SQLite store)
-    except ImportError:
-        raise PolymodalError(f"--mlflow needs MLflow and SQLAlchemy, which are not installed; "
-                             f"install them with: {INSTALL_HINT}") from None
-    return mlflow
+    return need("mlflow", "sqlalchemy",  # sqlalchemy: the SQLite store
+                message=f"--mlflow needs MLflow and SQLAlchemy, which are not installed; "
+                        f"install them with: {INSTALL_HINT}")
 
 
 def store_uri(directory: str | Path) -> str:

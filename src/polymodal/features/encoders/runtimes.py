@@ -7,16 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.core.errors import PolymodalError
+from polymodal.core.lazy import need
 
 
 def need_onnx() -> None:
     """A one-line error unless onnx and onnxruntime import."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise PolymodalError("backend 'onnx' needs the packages onnx and onnxruntime "
-                             "(pip install 'polymodal[fast]')") from None
+    need("onnx", "onnxruntime", message="backend 'onnx' needs the packages onnx and onnxruntime "
+                                        "(pip install 'polymodal[fast]')")
 
 
 def ort_session(path: Path, threads: int) -> Any:

@@ -31,18 +31,14 @@ from typing import Any, Callable
 import numpy as np
 
 from polymodal.core.errors import PolymodalError, UsageError
+from polymodal.core.lazy import need
 
 EXTRA = "pip install 'polymodal[ray]'"
 
 
 def need_ray() -> Any:
     """The ``ray`` module with Ray Data, or a one-line error naming the extra."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise PolymodalError(f"--engine ray needs the package ray[data] ({EXTRA})") from None
-    return ray
+    return need("ray", "ray.data", message=f"--engine ray needs the package ray[data] ({EXTRA})")
 
 
 class _EncodeActor:
