@@ -287,3 +287,34 @@ def write_manifest(records: list[dict[str, Any]], path: str | Path) -> Path:
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                         for r in records))
     return path
+
+
+def copy_with_columns(src: Path, out: Path, new: dict[str, dict[int, Any]],
+                      media: list[str]) -> Path:
+    """Copy the manifest ``src`` to ``out`` (atomic; JSONL, or CSV when ``out`` ends in .csv)
+    adding the ``new`` columns (column -> {row number as `read_manifest` numbers rows: value};
+    rows not given get an empty cell); relative paths in the ``media`` columns are rewritten
+    relative to ``out``'s folder."""
+    from polymodal.data.readers import read_rows
+
+    _, rows = read_rows(src)
+    moved = out.resolve().parent != src.resolve().parent
+    recs = []
+    for n, raw in rows:
+        rec = dict(raw)
+        for c in media if moved else ():
+            if c in rec:
+                rec[c] = _rebase(rec[c], src.parent, out.parent)
+        rec.update({c: vals.get(n) for c, vals in new.items()})
+        recs.append(rec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_manifest(recs, out)
+
+
+def _rebase(v: Any, old: Path, new: Path) -> Any:
+    """A relative path cell of a manifest in ``old`` as seen from ``new`` (others unchanged)."""
+    import os
+
+    if not isinstance(v, str) or not v or "://" in v or Path(v).is_absolute():
+        return v
+    return os.path.relpath((old / v).resolve(), new.resolve())

@@ -88,8 +88,10 @@ def speak_manifest(manifest: str | Path, out: str | Path, column: str = "text",
             continue
         by_row[r.row] = _rel(path, out.parent)
     bar.close()
-    media = [man.column_of(m) for m in ("image", "audio") if m in man.modalities]
-    _write(Path(manifest), out, {audio_column: by_row,
+    from polymodal.data.manifest import MEDIA, copy_with_columns
+
+    media = [man.column_of(m) for m in MEDIA if m in man.modalities]
+    copy_with_columns(Path(manifest), out, {audio_column: by_row,
                                  "voice": {n: f"{voice}@{float(rate):g}" for n in by_row}}, media)
     res.seconds = time.perf_counter() - t0
     return res
@@ -99,27 +101,6 @@ def _rel(path: Path, base: Path) -> str:
     import os
 
     return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-
-
-def _write(src: Path, out: Path, new: dict[str, dict[int, str]], media: list[str]) -> Path:
-    """Copy the manifest ``src`` to ``out`` (atomic) with the ``new`` columns (row -> value);
-    relative media paths rebased onto ``out``'s folder."""
-    from polymodal.data.manifest import write_manifest
-    from polymodal.data.readers import read_rows
-    from polymodal.tasks.transcribe import _rebase
-
-    _, raw = read_rows(src)
-    moved = out.resolve().parent != src.resolve().parent
-    recs = []
-    for n, rec in raw:
-        rec = dict(rec)
-        for c in media if moved else ():
-            if c in rec:
-                rec[c] = _rebase(rec[c], src.parent, out.parent)
-        rec.update({c: vals.get(n) for c, vals in new.items()})
-        recs.append(rec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_manifest(recs, out)
 
 
 __all__ = ["SpeakResult", "clip_name", "speak_manifest", "speak_text"]

@@ -384,39 +384,11 @@ def transcribe_manifest(manifest: str | Path, out: str | Path, column: str = "tr
                      precision=precision,
                      rows=[r.row for r in recs], file=str(man.path), column=man.column_of("audio"))
     by_row = {r.row: t for r, t in zip(recs, res.texts)}
-    media = [man.column_of(m) for m in ("image", "audio") if m in man.modalities]
-    _write_with_column(Path(manifest), Path(out), column, by_row, media)
+    from polymodal.data.manifest import MEDIA, copy_with_columns
+
+    media = [man.column_of(m) for m in MEDIA if m in man.modalities]
+    copy_with_columns(Path(manifest), Path(out), {column: by_row}, media)
     return res
-
-
-def _write_with_column(src: Path, out: Path, column: str, by_row: dict[int, str | None],
-                       media: Sequence[str]) -> Path:
-    """Copy the manifest ``src`` to ``out`` (JSONL, or CSV when ``out`` ends in .csv) adding
-    ``column`` (rows numbered as `read_manifest` numbers them); relative media paths are
-    rewritten relative to ``out``'s folder."""
-    from polymodal.data.manifest import write_manifest
-    from polymodal.data.readers import read_rows
-
-    _, rows = read_rows(src)
-    recs = []
-    for n, raw in rows:
-        rec = dict(raw)
-        if out.resolve().parent != src.resolve().parent:
-            for c in media:
-                if c in rec:
-                    rec[c] = _rebase(rec[c], src.parent, out.parent)
-        rec[column] = by_row.get(n)
-        recs.append(rec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_manifest(recs, out)
-
-
-def _rebase(v: Any, old: Path, new: Path) -> Any:
-    import os
-
-    if not isinstance(v, str) or not v or "://" in v or Path(v).is_absolute():
-        return v
-    return os.path.relpath((old / v).resolve(), new.resolve())
 
 
 def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str],
