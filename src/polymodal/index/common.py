@@ -169,8 +169,11 @@ def write_ids(directory: Path, ids: list[str]) -> None:
     atomic_write_text(directory / IDS_FILE, json.dumps(ids, ensure_ascii=False))
 
 
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    """Read and validate ``index.json``; PolymodalError naming the file when missing/corrupt."""
+def read_meta(directory: str | Path, kinds: Sequence[str] | None = None, expected: str = ""
+              ) -> dict[str, Any]:
+    """Read and validate ``index.json``; PolymodalError naming the file when missing/corrupt,
+    or (``kinds`` given) when its kind is not one of ``kinds`` (``expected`` says which, as
+    the message's "not …")."""
     directory = Path(directory)
     path = directory / META_FILE
     if not directory.is_dir():
@@ -196,6 +199,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError, PolymodalError) as exc:
         raise PolymodalError(f"{path}: corrupt index metadata ({exc})") from None
     meta.setdefault("params", {})
+    if kinds is not None and meta["kind"] not in kinds:
+        raise PolymodalError(f"{path}: kind is {meta['kind']!r}, not {expected}; use "
+                             f"polymodal.index.load_index")
     return meta
 
 

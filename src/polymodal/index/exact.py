@@ -94,10 +94,7 @@ class ExactIndex:
     def load(cls, directory: str | Path) -> "ExactIndex":
         """Read an index written by :meth:`save`."""
         directory = Path(directory)
-        meta = read_meta(directory)
-        if meta["kind"] != cls.kind:
-            raise PolymodalError(f"{directory / 'index.json'}: kind is {meta['kind']!r}, "
-                                 f"not 'exact'; use polymodal.index.load_index")
+        meta = read_meta(directory, (cls.kind,), "'exact'")
         chunk = meta["params"].get("chunk_size", DEFAULT_CHUNK)
         index = cls(meta["dim"], meta["metric"], chunk_size=int(chunk))
         path = directory / VECTORS_FILE

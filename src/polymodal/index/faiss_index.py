@@ -160,10 +160,7 @@ class FaissIndex:
     def load(cls, directory: str | Path) -> "FaissIndex":
         """Read an index written by :meth:`save`."""
         directory = Path(directory)
-        meta = read_meta(directory)
-        if meta["kind"] not in KINDS:
-            raise PolymodalError(f"{directory / 'index.json'}: kind is {meta['kind']!r}, not a "
-                                 f"faiss kind; use polymodal.index.load_index")
+        meta = read_meta(directory, KINDS, "a faiss kind")
         try:
             index = cls(meta["dim"], meta["kind"], meta["metric"], **meta["params"])
         except (TypeError, ValueError, UsageError) as exc:

@@ -260,10 +260,7 @@ class LanceIndex:
     def load(cls, directory: str | Path) -> "LanceIndex":
         """Open an index written by :meth:`save` (nothing is read into memory but metadata)."""
         directory = Path(directory)
-        meta = read_meta(directory)
-        if meta["kind"] != KIND:
-            raise PolymodalError(f"{directory / 'index.json'}: kind is {meta['kind']!r}, not "
-                                 f"'lancedb'; use polymodal.index.load_index")
+        meta = read_meta(directory, (KIND,), "'lancedb'")
         path = directory / LANCE_DIR
         if not (path / f"{TABLE}.lance").is_dir():
             raise PolymodalError(f"{path / (TABLE + '.lance')}: not found (index directory "

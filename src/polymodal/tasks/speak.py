@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polymodal.core.errors import PolymodalError, Problem, UsageError
+from polymodal.data.datasets._common import rel
 from polymodal.data.speech import (DEFAULT_VOICE, check_request, clip_name, split_voice,
                                    synthesize, write_wav)
 
@@ -86,7 +87,7 @@ def speak_manifest(manifest: str | Path, out: str | Path, column: str = "text",
         except PolymodalError as e:
             res.problems.append(Problem(str(man.path), r.row, column, str(e)))
             continue
-        by_row[r.row] = _rel(path, out.parent)
+        by_row[r.row] = rel(path, out.parent)
     bar.close()
     from polymodal.data.manifest import MEDIA, copy_with_columns
 
@@ -95,12 +96,6 @@ def speak_manifest(manifest: str | Path, out: str | Path, column: str = "text",
                                  "voice": {n: f"{voice}@{float(rate):g}" for n in by_row}}, media)
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _rel(path: Path, base: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
 
 
 __all__ = ["SpeakResult", "clip_name", "speak_manifest", "speak_text"]
