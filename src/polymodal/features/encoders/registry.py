@@ -47,6 +47,14 @@ ENCODERS = Registry("encoder", [
     Entry("audio", f"{_PKG}.video:TrackAudioEncoder",
           "a video's audio track through an audio encoder",
           {"modality": "video", "scheme": "audio:<audio encoder>"}),
+    Entry("concat", f"{_PKG}.concat:ConcatEncoder",
+          "one modality through several encoders, each vector unit-length, side by side "
+          "(e.g. concat:whisper-tiny+asr:minilm: the voice and what it says)",
+          {"modality": "any", "scheme": "concat:<encoder>+<encoder>[+…]", "parts": True}),
+    Entry("pixels", f"{_PKG}.pixels:PixelsEncoder",
+          "the image's own pixels, resized to S x S (default 75), flattened [3, S, S] in [0, 1]; "
+          "no weights (for fusions that train a CNN: film, relation)",
+          {"modality": "image", "scheme": "pixels[:<side>]", "optional_arg": True}),
 ], fixed=("model", "modality"))
 
 DEFAULT_ENCODERS: Mapping[str, str] = {"text": "minilm", "image": "efficientnet-lite0",
@@ -59,7 +67,7 @@ def parse_encoder_name(name: str) -> tuple[Entry, str]:
     base, sep, arg = str(name).partition(":")
     entry = ENCODERS.get(base)
     scheme = entry.metadata.get("scheme")
-    if scheme and not arg:
+    if scheme and not arg and not entry.metadata.get("optional_arg"):
         raise UsageError(f"encoder '{name}' needs an argument: {scheme}")
     if sep and not scheme:
         raise UsageError(f"encoder '{base}' takes no ':<argument>' (got '{name}')")
@@ -79,6 +87,11 @@ def check_encoder(name: str, modality: str | None = None) -> tuple[Entry, str]:
             raise UsageError(f"encoder '{name}' needs a modality (e.g. --encoder text={name})")
     elif modality is not None and modality != kind:
         raise UsageError(f"encoder '{name}' is a {kind} encoder, not {modality}")
+    if entry.metadata.get("parts"):  # concat:a+b — every part must encode this modality
+        from polymodal.features.encoders.concat import split_parts
+
+        for part in split_parts(arg):
+            check_encoder(part, modality)
     return entry, arg
 
 
