@@ -1,19 +1,33 @@
 """Model selection for ``fit retrieval --loss auto`` (the default): try candidate methods cheap
-first within ``select_budget_s``, score each on the VALIDATION split only, keep the best.
+first within ``select_budget_s``, score each on held-out pairs (never test), keep one.
 
 Candidates, in order (closed-form first, then trained):
 
-- ``ridge``: ridge regression of the query onto the target features (the ``ridge`` baseline,
-  alpha chosen on val), stored as an ``mse`` regression with a linear head, solved in closed form;
-- ``cca``: linear CCA (the ``cca`` baseline and the fit's own component rule; components and
-  regularisation chosen on val);
+- ``ridge``: ridge regression of the query onto the target features (the ``ridge`` baseline),
+  stored as an ``mse`` regression with a linear head, solved in closed form;
+- ``cca``: linear CCA (the ``cca`` baseline, plus the fit's own component rule);
 - ``infonce``, ``siglip``, ``autoencoder``: trained as ``--loss NAME`` would train them, each in
   ``RUN/selection/NAME/`` (its own train_log / checkpoint).
 
-The score is the mean R@1 of both directions on the val pairs (ties: the cheaper, earlier
-candidate). A candidate not started before the budget ran out is recorded as ``skipped`` (the
-first that fits always runs, so there is a model), one that fails as ``failed``; nothing is refitted on test. ``RUN/selection.json`` keeps every
-candidate's val score, settings and seconds; the chosen model is the run's model.
+The score of a model on a set of pairs is the mean, over the queries of both directions, of a
+per-query score ``(R@1 + AP) / 2``: AP is a graded version of R@1 (a relevant target at rank 2
+scores 1/2, not 0), so the mean moves less from one query to the next than R@1 alone. ``SE`` is the
+standard error of a mean of per-query differences between two models on the same queries, cluster-
+robust over manifest rows (a row is a query in both directions, and may have several captions: its
+queries are one draw, not several). The rule:
+
+1. each closed-form family's settings are scored on the val pairs, or, when the val split has fewer
+   than ``CV_BELOW`` pairs, by ``CV_FOLDS``-fold cross-validation on train ∪ val (folds by manifest
+   row; every fold fitted on the others); within a family the first setting in its order (the
+   baseline's own settings first) whose score is within one SE of the family's best is kept;
+2. the closed-form candidate is the better of ridge and CCA on that same score;
+3. the trained candidate is the best trained one on the val pairs; it is chosen only if it beats
+   the closed-form candidate (fitted on train, scored on val) by more than one SE (one-standard-
+   error rule: prefer the simpler, closed-form model unless the difference is beyond noise).
+
+Every model kept is fitted on the training pairs only. A candidate not started before the budget
+ran out is recorded as ``skipped`` (the first that fits always runs), one that fails as ``failed``.
+``RUN/selection.json`` keeps every candidate's val score, settings tried, seconds and the decision.
 """
 from __future__ import annotations
 
@@ -29,36 +43,63 @@ from polymodal.core.errors import PolymodalError
 from polymodal.core.runfolder import RunFolder
 from polymodal.nn.dual_encoder import AlignModel
 from polymodal.tasks.retrieval.config import RetrievalConfig
-from polymodal.tasks.retrieval.data import PairedData
+from polymodal.tasks.retrieval.data import PairedData, Side
 from polymodal.train import dist
 
 TRAINED = ("infonce", "siglip", "autoencoder")
-CANDIDATES = ("ridge", "cca") + TRAINED
-RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
-CCA_REGS = (1e-3, 1e-1)
-METRIC = "val R@1 (mean of both directions)"
+CLOSED = ("ridge", "cca")
+CANDIDATES = CLOSED + TRAINED
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 0.1)  # the baseline's alpha (1.0) first
+CCA_REGS = (1e-3, 1e-1)  # the baseline's reg first
+BASELINE_CCA_K = 32
+CV_BELOW = 200  # val pairs below which closed-form settings are cross-validated on train ∪ val
+CV_FOLDS = 5
+METRIC = "mean per-query (R@1 + AP)/2 over both directions; one-SE rule"
 
 Trainer = Callable[[RetrievalConfig, Path], tuple[AlignModel, dict]]
 
 
-def val_score(model: AlignModel, data: PairedData) -> tuple[float, dict[str, float]]:
-    """Mean R@1 of both directions on the val split (and each direction's R@1)."""
-    from polymodal.metrics.scores import retrieval_metrics
+def query_scores(qe: np.ndarray, te: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Per-query ``(R@1 + AP) / 2`` of both directions (query->target rows, then the reverse)."""
+    from polymodal.metrics.scores import _accumulate  # per-query ranks / AP (one chunk)
 
+    sim = (qe @ te.T).astype(np.float64)
+    out = []
+    for s, r in ((sim, rel), (sim.T, rel.T)):
+        first, ap = _accumulate(np.ascontiguousarray(s), np.ascontiguousarray(r), 0)
+        out.append(((first == 1) + ap) / 2)
+    return np.concatenate(out)
+
+
+def paired_se(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None) -> float:
+    """Standard error of ``mean(a - b)`` over the same queries; with ``clusters`` (the manifest
+    row of each query) the cluster-robust one: the queries of one row (its query in both
+    directions, its several captions) are not independent, so they count as one draw."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if clusters is not None:
+        _, c = np.unique(clusters, return_inverse=True)
+        d = np.bincount(c, weights=d - d.mean()) * (c.max() + 1) / len(d)  # cluster totals
+        return float(np.sqrt(np.sum(d ** 2) / (len(d) * (len(d) - 1)))) if len(d) > 1 else \
+            float("inf")
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+
+
+def val_clusters(data: PairedData) -> np.ndarray:
+    """The manifest row of each val query, in `val_score` order (both directions)."""
+    q, t = data.side_split(data.query, "val"), data.side_split(data.target, "val")
+    return np.concatenate([q.rows, t.rows])
+
+
+def val_score(model: AlignModel, data: PairedData) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-query scores on the val split and each direction's mean."""
     q, t = data.side_split(data.query, "val"), data.side_split(data.target, "val")
     if len(q.x) == 0 or len(t.x) == 0:
         raise PolymodalError("model selection needs val pairs: none in the val split")
-    qe, te = model.embed_numpy(q.x, "query"), model.embed_numpy(t.x, "target")
-    sim, rel = qe @ te.T, data.relevance(q, t)
+    s = query_scores(model.embed_numpy(q.x, "query"), model.embed_numpy(t.x, "target"),
+                     data.relevance(q, t))
     names = (data.query.modality, data.target.modality)
-    per = {f"{names[0]}->{names[1]}": retrieval_metrics(sim, rel)["R@1"],
-           f"{names[1]}->{names[0]}": retrieval_metrics(sim.T, rel.T)["R@1"]}
-    return float(np.mean(list(per.values()))), per
-
-
-def _train_xy(data: PairedData) -> tuple[np.ndarray, np.ndarray]:
-    qi, tj = data.pairs("train")
-    return data.query.x[qi].astype(np.float64), data.target.x[tj].astype(np.float64)
+    return s, {f"{names[0]}->{names[1]}": round(float(s[:len(q.x)].mean()), 4),
+               f"{names[1]}->{names[0]}": round(float(s[len(q.x):].mean()), 4)}
 
 
 def _linear(in_dim: int, out_dim: int) -> dict:
@@ -75,12 +116,11 @@ def _set_linear(model: AlignModel, side: str, w: np.ndarray, b: np.ndarray | Non
         getattr(model, f"mean_{side}").copy_(torch.from_numpy(np.asarray(mean, np.float32)))
 
 
-def ridge_model(data: PairedData, alpha: float) -> AlignModel:
+def ridge_fit(X: np.ndarray, Y: np.ndarray, alpha: float) -> AlignModel:
     """The ridge baseline (`metrics.baselines.RidgeMap`) as an AlignModel: query head
     ``W'(x - x_mean) + y_mean``, target side the raw target features (no centring)."""
     from polymodal.metrics.baselines import RidgeMap
 
-    X, Y = _train_xy(data)
     m = RidgeMap(alpha).fit(X, Y)
     dq, dt = X.shape[1], Y.shape[1]
     model = AlignModel({"query": _linear(dq, dt), "target": {"kind": "identity", "in_dim": dt}},
@@ -89,40 +129,123 @@ def ridge_model(data: PairedData, alpha: float) -> AlignModel:
     return model
 
 
-def cca_model(data: PairedData, k: int, reg: float) -> AlignModel:
+def cca_fit(X: np.ndarray, Y: np.ndarray, k: int, reg: float) -> AlignModel:
     """Linear CCA with ``k`` components as an AlignModel (two linear heads, no bias)."""
+    return cca_fits(X, Y, [k], reg)[0]
+
+
+def cca_fits(X: np.ndarray, Y: np.ndarray, ks: list[int], reg: float) -> list[AlignModel]:
+    """One linear CCA fit, cut to each of ``ks`` components (its components are sorted, so the
+    first ``k`` of a larger fit are the ``k``-component fit)."""
     from polymodal.objectives.cca import LinearCCA
 
-    X, Y = _train_xy(data)
-    cca = LinearCCA(n_components=k, reg=reg).fit(X, Y)
+    cca = LinearCCA(n_components=max(ks), reg=reg).fit(X, Y)
     dq, dt = X.shape[1], Y.shape[1]
-    k = cca.x_weights_.shape[1]
-    model = AlignModel({"query": _linear(dq, k), "target": _linear(dt, k)},
-                       {"query": torch.zeros(dq), "target": torch.zeros(dt)}, {})
-    _set_linear(model, "query", cca.x_weights_, None, cca.x_mean_)
-    _set_linear(model, "target", cca.y_weights_, None, cca.y_mean_)
-    return model
+    out = []
+    for k in ks:
+        k = min(k, cca.x_weights_.shape[1])
+        model = AlignModel({"query": _linear(dq, k), "target": _linear(dt, k)},
+                           {"query": torch.zeros(dq), "target": torch.zeros(dt)}, {})
+        _set_linear(model, "query", cca.x_weights_[:, :k], None, cca.x_mean_)
+        _set_linear(model, "target", cca.y_weights_[:, :k], None, cca.y_mean_)
+        out.append(model)
+    return out
+
+
+def _xy(data: PairedData, qi: np.ndarray, tj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return data.query.x[qi].astype(np.float64), data.target.x[tj].astype(np.float64)
+
+
+def ridge_model(data: PairedData, alpha: float) -> AlignModel:
+    return ridge_fit(*_xy(data, *data.pairs("train")), alpha)
+
+
+def cca_model(data: PairedData, k: int, reg: float) -> AlignModel:
+    return cca_fit(*_xy(data, *data.pairs("train")), k, reg)
 
 
 def cca_components(cfg: RetrievalConfig, data: PairedData) -> list[int]:
-    """The fit's own rule (``min(dim, n/8)``), the baseline's 32 and 64, within the data."""
+    """The baseline's 32 first, then the fit's own rule (``min(dim, n/8)``) and 64, within the
+    data."""
     n = len(data.pairs("train")[0])
     dmax = min(data.query.x.shape[1], data.target.x.shape[1], max(2, n - 1))
-    ks = {max(2, min(cfg.dim, n // 8)), 32, 64}
-    return sorted({min(k, dmax) for k in ks})
+    ks = [BASELINE_CCA_K, max(2, min(cfg.dim, n // 8)), 64]
+    return list(dict.fromkeys(min(k, dmax) for k in ks))
 
 
-def _closed_form(name: str, cfg: RetrievalConfig, data: PairedData):
-    """(settings, model, config update) of each setting tried for a closed-form candidate."""
+def settings(name: str, cfg: RetrievalConfig, data: PairedData) -> list[dict]:
+    """A closed-form family's settings, in preference order (the baseline's first)."""
     if name == "ridge":
-        for a in RIDGE_ALPHAS:
-            yield ({"alpha": a}, ridge_model(data, a),
-                   {"loss": "mse", "head": "linear", "dim": data.target.x.shape[1]})
-    else:
-        for k in cca_components(cfg, data):
-            for reg in CCA_REGS:
-                yield {"components": k, "reg": reg}, cca_model(data, k, reg), {"loss": "cca",
-                                                                                "dim": k}
+        return [{"alpha": a} for a in RIDGE_ALPHAS]
+    return [{"components": k, "reg": r} for k in cca_components(cfg, data) for r in CCA_REGS]
+
+
+def _fit_grid(name: str, grid: list[dict], X: np.ndarray, Y: np.ndarray) -> list[AlignModel]:
+    """A model per setting of ``grid`` (CCA: one fit per regularisation)."""
+    if name == "ridge":
+        return [ridge_fit(X, Y, s["alpha"]) for s in grid]
+    models: dict[int, AlignModel] = {}
+    for reg in dict.fromkeys(s["reg"] for s in grid):
+        idx = [i for i, s in enumerate(grid) if s["reg"] == reg]
+        models.update(zip(idx, cca_fits(X, Y, [grid[i]["components"] for i in idx], reg)))
+    return [models[i] for i in range(len(grid))]
+
+
+def _update(name: str, s: dict, data: PairedData) -> dict:
+    if name == "ridge":
+        return {"loss": "mse", "head": "linear", "dim": data.target.x.shape[1]}
+    return {"loss": "cca", "dim": s["components"]}
+
+
+def _side(side: Side, idx: np.ndarray) -> Side:
+    idx = np.unique(idx)
+    return Side(side.modality, side.x[idx], side.rows[idx])
+
+
+def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int
+              ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-query scores of each closed-form setting of ``grid``, ``CV_FOLDS``-fold on train ∪
+    val pairs (folds by manifest row; each fold scored against its own targets), and the
+    manifest row of each query."""
+    qi, tj = (np.concatenate(p) for p in zip(data.pairs("train"), data.pairs("val")))
+    rows = data.query.rows[qi]
+    uniq = np.unique(rows)
+    fold_of = dict(zip(uniq.tolist(), np.random.default_rng(seed).permutation(len(uniq))
+                       % CV_FOLDS))
+    fold = np.array([fold_of[int(r)] for r in rows])
+    out: list[list[np.ndarray]] = [[] for _ in grid]
+    clusters = []
+    for f in range(CV_FOLDS):
+        tr, te = fold != f, fold == f
+        q, t = _side(data.query, qi[te]), _side(data.target, tj[te])
+        rel = data.relevance(q, t)
+        clusters += [q.rows, t.rows]
+        for i, model in enumerate(_fit_grid(name, grid, *_xy(data, qi[tr], tj[tr]))):
+            out[i].append(query_scores(model.embed_numpy(q.x, "query"),
+                                       model.embed_numpy(t.x, "target"), rel))
+    return [np.concatenate(o) for o in out], np.concatenate(clusters)
+
+
+def one_se(scores: list[np.ndarray], clusters: np.ndarray) -> tuple[int, float]:
+    """Index of the first entry whose mean is within one (cluster-robust) paired SE of the best
+    mean, and that SE."""
+    best = int(np.argmax([s.mean() for s in scores]))
+    for i, s in enumerate(scores):
+        se = paired_se(scores[best], s, clusters)
+        if s.mean() >= scores[best].mean() - se:
+            return i, se
+    return best, 0.0  # not reached: the best is within 0 of itself
+
+
+def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool):
+    """(per-query scores the family is compared on, settings kept, model on train, tried)."""
+    grid = settings(name, cfg, data)
+    fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
+    scored, clusters = (cv_scores(name, grid, data, cfg.train.seed) if use_cv else
+                        ([val_score(m, data)[0] for m in fitted], val_clusters(data)))
+    tried = [{**s, "score": round(float(sc.mean()), 4)} for s, sc in zip(grid, scored)]
+    i, se = one_se(scored, clusters)
+    return scored[i], grid[i], fitted[i], {"tried": tried, "one_se": round(se, 4)}
 
 
 def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Trainer,
@@ -132,11 +255,15 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     config (``loss`` = the chosen method), the model, its train info and the selection record
     (also written to ``RUN/selection.json``)."""
     t0 = time.perf_counter()
+    n_val = len(data.pairs("val")[0])
+    if n_val == 0:
+        raise PolymodalError("model selection needs val pairs: none in the val split")
+    use_cv = n_val < CV_BELOW and CV_FOLDS * 2 <= n_val + len(data.pairs("train")[0])
     rows: list[dict] = []
-    best: tuple[float, str, RetrievalConfig, AlignModel, dict] | None = None
+    found: dict[str, tuple] = {}  # name -> (val per-query, cfg, model, info, closed-form score)
     for name in candidates:
         spent = time.perf_counter() - t0
-        if spent >= cfg.select_budget_s and best is not None:  # the cheapest always runs
+        if spent >= cfg.select_budget_s and found:  # the cheapest always runs
             rows.append({"name": name, "status": "skipped",
                          "reason": f"budget {cfg.select_budget_s:g} s spent ({spent:.1f} s)"})
             continue
@@ -145,50 +272,77 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
             if name in TRAINED:
                 c = cfg.model_copy(update={"loss": name})
                 model, info = train(c, out / "selection" / name)
-                score, per = val_score(model, data)
-                found = (score, per, {}, c, model, info)
+                sc, per = val_score(model, data)
+                found[name] = (sc, c, model, info, None)
+                extra = {"settings": {}}
             else:
-                found = None
-                for settings, model, upd in _closed_form(name, cfg, data):
-                    score, per = val_score(model, data)
-                    if found is None or score > found[0]:
-                        found = (score, per, settings, cfg.model_copy(update=upd), model, {})
+                fam, keep, model, tried = closed_form(name, cfg, data, use_cv)
+                sc, per = val_score(model, data)
+                found[name] = (sc, cfg.model_copy(update=_update(name, keep, data)), model, {},
+                               fam)
+                extra = {"settings": keep, "settings_tried": tried, "cv_score":
+                         round(float(fam.mean()), 4) if use_cv else None}
         except PolymodalError as e:
             rows.append({"name": name, "status": "failed", "reason": str(e),
                          "seconds": round(time.perf_counter() - c0, 2)})
             continue
-        score, per, settings, c, model, info = found
-        rows.append({"name": name, "status": "ok", "val_score": round(score, 4), "val": per,
-                     "settings": settings, "seconds": round(time.perf_counter() - c0, 2)})
-        if best is None or score > best[0]:  # strict: ties keep the cheaper, earlier one
-            best = (score, name, c, model, info)
-    if best is None:
+        rows.append({"name": name, "status": "ok", "val_score": round(float(sc.mean()), 4),
+                     "val": per, **extra, "seconds": round(time.perf_counter() - c0, 2)})
+    if not found:
         raise PolymodalError("model selection: no candidate could be fitted (see "
                              "--select-budget-s)")
-    score, name, chosen_cfg, model, info = best
+    name, decision = decide(found, val_clusters(data))
+    sc, chosen_cfg, model, info, _ = found[name]
     record = {"metric": METRIC, "chosen": name, "chosen_loss": chosen_cfg.loss,
-              "budget_s": cfg.select_budget_s,
+              "val_pairs": n_val, "closed_form_settings_by": (
+                  f"{CV_FOLDS}-fold CV on train+val (val has {n_val} < {CV_BELOW} pairs)"
+                  if use_cv else "val split"),
+              "decision": decision, "budget_s": cfg.select_budget_s,
               "seconds": round(time.perf_counter() - t0, 2), "candidates": rows}
     if dist.is_main():
         RunFolder(out).write_json("selection.json", record)
         log = out / "selection" / name / "train_log.csv"
         if log.is_file():  # the chosen model's log where a run keeps it (report, plots)
             atomic_write_text(out / "train_log.csv", log.read_text())
-    return chosen_cfg, model, {**info, "selected": name, "val_score": round(score, 4)}, record
+    return chosen_cfg, model, {**info, "selected": name, "val_score": round(float(sc.mean()), 4)
+                               }, record
+
+
+def decide(found: dict[str, tuple], clusters: np.ndarray | None = None) -> tuple[str, dict]:
+    """Steps 2 and 3 of the rule (module docstring) on the fitted candidates."""
+    closed = [n for n in CLOSED if n in found]
+    trained = [n for n in TRAINED if n in found]
+    c = None
+    if closed:  # the better closed-form family on the score its settings were chosen on
+        c = max(closed, key=lambda n: (found[n][4].mean(), -closed.index(n)))
+    t = max(trained, key=lambda n: (found[n][0].mean(), -trained.index(n))) if trained else None
+    if c is None or t is None:
+        return (c or t), {"closed_form": c, "trained": t, "rule": "only one kind fitted"}
+    diff = float(found[t][0].mean() - found[c][0].mean())
+    se = paired_se(found[t][0], found[c][0], clusters)
+    return (t if diff > se else c), {
+        "closed_form": c, "trained": t, "val_difference": round(diff, 4),
+        "one_se": round(se, 4), "rule": "trained only if val difference > one SE"}
 
 
 def format_selection(record: dict) -> str:
     """A small table: one line per candidate (val score, seconds, settings or why not)."""
-    head = f"{'candidate':<12} {'val R@1':>8} {'seconds':>8}  settings"
-    lines = [f"model selection on the val split ({record['metric']}):", head, "-" * len(head)]
+    head = f"{'candidate':<12} {'val':>7} {'cv':>7} {'seconds':>8}  settings"
+    lines = [f"model selection ({record['metric']}; closed-form settings by "
+             f"{record.get('closed_form_settings_by', 'val split')}):", head, "-" * len(head)]
     for r in record["candidates"]:
         mark = " *" if r["name"] == record["chosen"] else ""
         if r["status"] == "ok":
             sets = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
-            lines.append(f"{r['name'] + mark:<12} {r['val_score']:>8.3f} {r['seconds']:>8.1f}  "
-                         f"{sets}")
+            cv = f"{r['cv_score']:>7.3f}" if r.get("cv_score") is not None else f"{'-':>7}"
+            lines.append(f"{r['name'] + mark:<12} {r['val_score']:>7.3f} {cv} "
+                         f"{r['seconds']:>8.1f}  {sets}")
         else:
-            lines.append(f"{r['name']:<12} {'-':>8} {r.get('seconds', 0):>8.1f}  "
+            lines.append(f"{r['name']:<12} {'-':>7} {'-':>7} {r.get('seconds', 0):>8.1f}  "
                          f"{r['status']}: {r['reason']}")
+    d = record.get("decision", {})
+    if "one_se" in d:
+        lines.append(f"{d['trained']} - {d['closed_form']} on val: {d['val_difference']:+.3f} "
+                     f"(one SE {d['one_se']:.3f}): {d['rule']}")
     lines.append(f"chosen: {record['chosen']} (* above); total {record['seconds']:.1f} s")
     return "\n".join(lines)
