@@ -1,17 +1,19 @@
 """Audio throughput: ``whisper-tiny`` features and transcription, default backend vs today's path.
 
-Same model (Whisper tiny.en, CTranslate2, bundled offline), same FSDD clips (every speaker,
-every digit), same CPU. "ref" is the path before issue 10 (CTranslate2 float32: precision
-``fp32``); "ours" is the measured default (``auto`` = ctranslate2 int8, CT2 ``int8_float32``).
-Chunks of clips are run interleaved (ref, ours, ref, ours, ...) so background load hits both
-alike. Prints clips/s, the feature cosine (min / mean) ours vs ref, cross-speaker 1-NN digit
-accuracy of both, WER of both (transcript_wer), and last ``ratio N.NNx`` (features +
-transcription wall time, ref / ours).
+Same model (Whisper tiny.en, bundled offline), same FSDD clips (every speaker, every digit),
+same CPU. "ref" is today's path before issue 10: CTranslate2 float32 encodes the full 30-s
+padded window (features), and transcription runs CT2 float32 one clip at a time. "ours" is the
+default: the torch encoder with the silence-cached window (`polymodal.features.encoders.
+whisper_torch`: only a clip's live positions run; the padding's keys / values come from a
+silent window) for the features, and CT2 int8 decoding batched (8 clips) on that encoder
+output. Chunks of clips are run interleaved (ref, ours, ref, ours, ...) so background load
+hits both alike. Prints clips/s, the feature cosine (min / mean) ours vs ref, cross-speaker
+1-NN digit accuracy of both, WER and digit accuracy (transcript = the digit's word) of both,
+and last ``ratio N.NNx`` (features + transcription wall time, ref / ours).
 
-    flock /tmp/mv/bench.lock .venv/bin/python benchmarks/encode_audio.py [--n 120] [--chunk 20]
+    flock /tmp/mv/bench.lock .venv/bin/python benchmarks/encode_audio.py [--n 300] [--chunk 20]
 
---n 120 takes ~2.5 min on 2 shared cores (each clip is a full 30 s Whisper window); --n 300
-~6 min.
+--n 300 takes ~8 min on 2 shared cores (the ref path encodes a full 30-s window per clip twice).
 """
 from __future__ import annotations
 
@@ -46,19 +48,28 @@ def nn_accuracy(x, digits, speakers) -> float:
     return float((digits[sim.argmax(1)] == digits).mean())
 
 
+def digit_accuracy(texts, refs) -> float:
+    """Share of clips whose normalised transcript is exactly the digit's word."""
+    from polymodal.tasks.transcribe import transcript_wer
+
+    return sum(transcript_wer([t], [r]) == 0 for t, r in zip(texts, refs)) / len(refs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--chunk", type=int, default=20)
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     args = ap.parse_args()
 
     import numpy as np
     import torch
+    from tqdm.auto import tqdm
 
     from polymodal.tasks.transcribe import Transcriber, transcript_wer
 
+    torch.set_num_threads(args.threads)  # the torch encoder: same threads as CT2
     print(f"load average {os.getloadavg()}; torch cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}", flush=True)
     import ctranslate2
@@ -69,7 +80,8 @@ def main() -> None:
     digits = np.array([int(p.name[0]) for p in paths])
     speakers = np.array([p.name.split("_")[1] for p in paths])
     refs = [WORDS[d] for d in digits]
-    runs = {"ref": Transcriber(threads=args.threads, precision="fp32"),
+    runs = {"ref": Transcriber(threads=args.threads, backend="ctranslate2", precision="fp32",
+                               batch_size=1),
             "ours": Transcriber(threads=args.threads)}
     for name, tr in runs.items():
         print(f"{name:4s}: {tr.encoder.id}")
@@ -77,7 +89,7 @@ def main() -> None:
     wall = {k: {"features": 0.0, "transcribe": 0.0} for k in runs}
     vecs = {k: [] for k in runs}
     texts = {k: [] for k in runs}
-    for s in range(0, len(paths), args.chunk):
+    for s in tqdm(range(0, len(paths), args.chunk), desc="chunks (ref + ours)", unit="chunk"):
         part = paths[s:s + args.chunk]
         for name, tr in runs.items():
             t = time.perf_counter()
@@ -94,9 +106,12 @@ def main() -> None:
         print(f"{name:4s}: features {len(paths) / f:6.2f} clips/s ({f:6.1f} s)  transcription "
               f"{len(paths) / t:6.2f} clips/s ({t:6.1f} s)  1-NN digit acc "
               f"{nn_accuracy(x[name], digits, speakers):.3f}  WER "
-              f"{transcript_wer(texts[name], refs):.4f}")
+              f"{transcript_wer(texts[name], refs):.4f}  digit acc "
+              f"{digit_accuracy(texts[name], refs):.3f}")
     print(f"feature cosine ours vs ref: min {cos.min():.4f} mean {cos.mean():.4f} "
           f"(n={len(paths)})")
+    same = sum(a == b for a, b in zip(texts["ref"], texts["ours"]))
+    print(f"identical transcripts ours vs ref: {same}/{len(paths)}")
     print(f"load average {os.getloadavg()}")
     fr = wall["ref"]["features"] / wall["ours"]["features"]
     tr_ = wall["ref"]["transcribe"] / wall["ours"]["transcribe"]

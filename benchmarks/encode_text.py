@@ -60,7 +60,7 @@ def timed(fn) -> tuple[float, object]:
 
 
 SETTINGS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"),
-            ("openvino", "fp32"), ("openvino", "bf16"), ("auto", "auto"))
+            ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("auto", "auto"))
 
 
 def st_onnx(model_dir: str):
@@ -81,9 +81,14 @@ def main() -> None:
     ap.add_argument("--st-batch-size", type=int, default=32, help="ST's default is 32")
     ap.add_argument("--only", default="", help="comma list of our settings to time, e.g. "
                     "auto-auto (default: all; fewer runtimes in one process contend less)")
+    ap.add_argument("--threads", type=int, default=0, help="torch / OpenVINO threads (default: "
+                    "torch's; 1 is fairer on a loaded machine, where 2-thread torch suffers most)")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
 
     from polymodal.features.encoders.text import MiniLMEncoder

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 SETTINGS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"),
-            ("openvino", "fp32"), ("openvino", "bf16"))
+            ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 
 
 def main() -> None:
@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "text-gate")
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--only", default="", help="comma list of settings besides torch-fp32 (the "
+                    "reference, always first), e.g. openvino-bf16,openvino-int8 (default: all)")
     args = ap.parse_args()
     import torch
 
@@ -43,7 +45,10 @@ def main() -> None:
     print(f"{len(recs)} rows, {sum(r.split == 'test' for r in recs)} test rows")
     ref = None
     rows = []
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
     for b, p in SETTINGS:
+        if only and (b, p) != SETTINGS[0] and f"{b}-{p}" not in only:
+            continue
         vec = build_encoder("minilm", backend=b, precision=p).encode(texts)
         ref = vec if ref is None else ref
         cos = (vec * ref).sum(1)

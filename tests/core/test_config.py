@@ -107,7 +107,7 @@ def test_fusion_names_and_unimodal_baselines():
                                          r"\(valid: early, .*, unimodal:audio, unimodal:image, "
                                          r"unimodal:text, unimodal:video\)$"):
         ClassifierConfig(manifest="m", fusion="erly")
-    with pytest.raises(UsageError, match=r"cross-attention, unimodal:audio, unimodal:image$"):
+    with pytest.raises(UsageError, match=r"cross-attention, film, relation, unimodal:audio, unimodal:image$"):
         ClassifierConfig(manifest="m", modalities=["image", "audio"], fusion="concat")
     with pytest.raises(UsageError, match="modality 'text' is not among the modalities used "
                                          r"\(audio, image\)"):

@@ -17,8 +17,9 @@ from polymodal.features.encoders.backends import (BACKENDS, backend_id, parse_se
                                                    split_backend_id)
 
 pytestmark = pytest.mark.timeout(120)
-MINILM = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
-SUPPORTED = "torch (fp32/bf16), onnx (fp32/int8), openvino (fp32/bf16)"
+MINILM = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8"),
+          "openvino": ("fp32", "bf16", "int8")}
+SUPPORTED = "torch (fp32/bf16), onnx (fp32/int8), openvino (fp32/bf16/int8)"
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,8 @@ def test_resolve_rules():
     assert resolve_backend("logmel", {}, None, "onnx", "int8") is None
     cases = {("onnx", "bf16"): f"encoder 'minilm' cannot run 'onnx' in bf16; it runs on "
                                f"{SUPPORTED}",
-             ("openvino", "int8"): f"encoder 'minilm' cannot run 'openvino' in int8; it runs "
-                                   f"on {SUPPORTED}",
+             ("torch", "int8"): f"encoder 'minilm' cannot run 'torch' in int8; it runs "
+                                f"on {SUPPORTED}",
              ("cuda", "auto"): f"unknown backend 'cuda'; valid: {', '.join(BACKENDS)}",
              ("torch-bf16", "int8"): "backend 'torch-bf16' means precision bf16, not 'int8'"}
     for (b, p), msg in cases.items():

@@ -1,4 +1,4 @@
-"""whisper-tiny backends (issue 10): CTranslate2 int8 (the default) against float32 on real FSDD
+"""whisper-tiny backends (issue 10): CTranslate2 int8 against float32 on real FSDD
 clips, the cache ids, refused settings, and transcription with the default."""
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def clips(shared_data):
 
 @pytest.fixture(scope="module")
 def encoders():
-    return {"int8": build_encoder("whisper-tiny"),
-            "fp32": build_encoder("whisper-tiny", precision="fp32")}
+    return {"int8": build_encoder("whisper-tiny", backend="ctranslate2"),
+            "fp32": build_encoder("whisper-tiny", backend="ctranslate2", precision="fp32")}
 
 
-def test_default_is_int8(encoders):
+def test_ctranslate2_default_is_int8(encoders):
     enc = encoders["int8"]
-    assert enc.resolved == ("ctranslate2", "int8") == WhisperEncoder.default_backend
+    assert enc.resolved == ("ctranslate2", "int8")
+    assert WhisperEncoder.default_backend == ("torch", "fp32")  # whisper_torch
     assert enc.compute_type == "int8_float32"
     assert encoders["fp32"].compute_type == "float32"
 
@@ -56,11 +57,11 @@ def test_int8_vectors_close_to_fp32(encoders, clips):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"backend": "onnx"}, "encoder 'whisper-tiny' has no backend 'onnx'; it runs on "
-                          "ctranslate2 (int8/fp32)"),
-    ({"precision": "bf16"}, "encoder 'whisper-tiny' cannot run 'ctranslate2' in bf16; it runs "
-                            "on ctranslate2 (int8/fp32)"),
-    ({"backend": "torch-bf16"}, "encoder 'whisper-tiny' has no backend 'torch'; it runs on "
-                                "ctranslate2 (int8/fp32)"),
+                          "torch (fp32), ctranslate2 (int8/fp32)"),
+    ({"precision": "bf16"}, "encoder 'whisper-tiny' cannot run 'torch' in bf16; it runs "
+                            "on torch (fp32), ctranslate2 (int8/fp32)"),
+    ({"backend": "torch-bf16"}, "encoder 'whisper-tiny' cannot run 'torch' in bf16; it runs on "
+                                "torch (fp32), ctranslate2 (int8/fp32)"),
 ])
 def test_unsupported_setting_is_one_line(kwargs, message):
     with pytest.raises(UsageError) as e:
@@ -70,13 +71,13 @@ def test_unsupported_setting_is_one_line(kwargs, message):
 
 def test_transcribe_refuses_bad_precision_before_reading(tmp_path):
     missing = tmp_path / "absent.wav"  # never opened: the setting is checked first
-    with pytest.raises(UsageError, match="cannot run 'ctranslate2' in bf16"):
+    with pytest.raises(UsageError, match="cannot run 'torch' in bf16"):
         transcribe([missing], precision="bf16", progress=False)
 
 
 def test_transcription_with_default_still_correct(clips):
     paths, refs = clips
     tr = Transcriber(threads=2)
-    assert tr.id.endswith("|backend=ctranslate2-int8")
+    assert tr.id.endswith("|backend=torch-fp32")
     texts = tr.transcribe_waves([tr.load(p) for p in paths])
     assert transcript_wer(texts, refs) == 0.0, texts

@@ -55,7 +55,7 @@ def _mixed_mask(m, batch=6):
 
 def test_table_has_all_methods():
     assert set(FUSIONS) == {"early", "weighted", "late", "attention", "gated", "tensor",
-                            "lowrank", "cross-attention"}
+                            "lowrank", "cross-attention", "film", "relation"}
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_ids)

@@ -111,7 +111,7 @@ def test_fit_classify_cli_with_yaml_and_overrides(avd, tmp_path, capsys):
 @pytest.mark.parametrize("case, args, message", [
     ("unknown fusion", ["--fusion", "bogus"],
      "unknown fusion 'bogus'; valid: early, weighted, late, attention, gated, tensor, lowrank, "
-     "cross-attention, unimodal:audio, unimodal:image"),
+     "cross-attention, film, relation, unimodal:audio, unimodal:image"),
     ("no label column", ["--manifest", "NOLABEL"], "target column 'label' not found"),
     ("one class", ["--manifest", "ONECLASS"], "has 1 class (3) in the training rows"),
     ("text regression target", ["--target", "note", "--task", "regression"],

@@ -90,7 +90,7 @@ def test_word_cues_options_refused_for_manifest(tmp_path, capsys):
 
 def test_onset_snap_and_words_over_silence():
     pytest.importorskip("faster_whisper")
-    from polymodal.tasks.transcribe import _onset_finder
+    from polymodal.tasks.word_times import onset_finder as _onset_finder
 
     wav = np.zeros(32000, np.float32)  # 2 s: a tone from 0.4 s to 1.0 s, silence elsewhere
     wav[6400:16000] = 0.3 * np.sin(np.arange(9600) * 0.2)

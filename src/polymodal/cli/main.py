@@ -76,6 +76,15 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
                    "pauses >= 0.3 s, <= 42 characters, <= 7 s)")
     t.add_argument("--prompt", metavar="TEXT", help="Whisper's initial prompt: text read as "
                    "if said before each clip (vocabulary / style to expect)")
+    t.add_argument("--context", default="none", choices=("none", "batch"),
+                   help="with --cues words: batch = two passes: words Whisper recognised with "
+                   "probability >= 0.5 in >= 3 files (and >= 5%% of them) form a glossary "
+                   "(most files first, <= 40 words); if it makes >= 1/3 of all confident words "
+                   "heard (a small recurring vocabulary: digits, commands), it is the initial "
+                   "prompt (after --prompt) of a second decoding of each file with a less "
+                   "confident word. "
+                   "Uses only the audio given; a file's text then depends on the batch; up "
+                   "to 2x the time (see polymodal.tasks.batch_context)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,11 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = add("build", data.cmd_datasets_build, "write a manifest + files from a source folder",
             dsub)
     b.add_argument("name")
-    b.add_argument("--source", required=True, help="source folder (e.g. ../shared/data/fsdd)")
+    b.add_argument("--source", default=None, help="source folder (e.g. ../shared/data/fsdd); "
+                   "not needed by generated datasets (sort-of-clevr)")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", "--n", dest="limit", type=int, default=None,
                    help="at most this many rows (clips for av-digits-video)")
+    b.add_argument("--n-images", type=int, default=None,
+                   help="number of generated images (sort-of-clevr)")
     b.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="builder option, e.g. hard=true snr_db=0")
     q = add("quickstart", fit.cmd_quickstart, "the main job on the bundled sample, end to end")

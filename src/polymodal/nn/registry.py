@@ -29,6 +29,12 @@ FUSIONS = Registry("fusion", [
           "et al. 2018)"),
     Entry("cross-attention", f"{_F}.cross_attention:CrossAttentionFusion", "transformer "
           "over one token per modality plus a CLS token"),
+    Entry("film", f"{_F}.film:FiLMFusion", "FiLM (Perez et al. 2018): a CNN trained on the "
+          "image's pixels (--encoder image=pixels) whose maps the other modality scales and "
+          "shifts; for visual question answering", {"input": "pixels"}),
+    Entry("relation", f"{_F}.relation:RelationFusion", "Relation Network head (Santoro et "
+          "al. 2017) on CNN cells of the pixels (--encoder image=pixels), anchored on the "
+          "cells the question attends to", {"input": "pixels"}),
 ], fixed=("dims", "out_dim"))
 
 HEADS = Registry("head", [
@@ -40,6 +46,9 @@ CAPTION_DECODERS = Registry("caption decoder", [
     Entry("gru", f"{_G}:GRUCaptioner", "GRU whose initial state is the image feature"),
     Entry("transformer", f"{_G}:TransformerCaptioner", "small pre-norm Transformer over "
           "image prefix tokens + words (prefix-LM)"),
+    Entry("rag", "polymodal.nn.rag_captioner:RagCaptioner", "retrieval-augmented Transformer "
+          "decoder: cross-attends to the image and its nearest training images' captions, "
+          "can copy their words"),
 ], fixed=("feat_dim", "vocab_size"))
 
 GENERATORS = Registry("generator", [

@@ -24,11 +24,13 @@ MAX_CUE_SECONDS = 7.0  # the longest a cue stays on screen
 
 @dataclass(frozen=True)
 class Word:
-    """One recognised word and its time in the audio (seconds from the start)."""
+    """One recognised word, its time in the audio (seconds from the start) and, from Whisper,
+    its probability."""
 
     start: float
     end: float
     text: str
+    probability: float | None = None  # Whisper's probability of the word, where known
 
     def to_dict(self) -> dict:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.text}

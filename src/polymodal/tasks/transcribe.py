@@ -25,6 +25,8 @@ subtitles` writes them as SRT / VTT).
   cues by `subtitles.word_cues`. av-digits-video test split (88 clips, 399 words; scripts/
   subtitle_accuracy.py): word accuracy 0.744, mean |start error| 0.084 s (chunks: 0.684,
   0.277 s); with ``--prompt "Zero, one, two, ..., nine."``: 0.912, 0.072 s.
+* ``context="batch"`` (``--context batch``, word cues): a second pass prompted with the words
+  recognised confidently across the batch (`polymodal.tasks.batch_context`).
 * Memory stays bounded whatever the length: the file is decoded in blocks of
   ``BLOCK_SECONDS`` (10 min, one block of audio and its mel in memory), each cut at the
   quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` so that no word is split.
@@ -38,16 +40,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from polymodal.core.errors import DecodeError, PolymodalError, Problem, UsageError
 from polymodal.data import limits
 from polymodal.features.encoders.asr import WhisperDecoder, prompt_id
 from polymodal.features.encoders.backends import backend_id
-from polymodal.tasks.subtitles import Segment, Word, word_cues
+from polymodal.tasks.subtitles import Segment, Word
+from polymodal.tasks.word_times import decode_words
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0  # one Whisper window: clips up to this long are batched
@@ -55,7 +57,6 @@ BLOCK_SECONDS = 600.0  # longer audio is decoded and transcribed this much at a 
 CHUNK_SECONDS = 10.0  # ... in chunks of at most this, cut in pauses (one subtitle cue each)
 SPLIT_SEARCH_SECONDS = 5.0
 CUES = ("chunks", "words")  # one cue per clip / chunk, or cues built from word times
-ONSET_DB = 30.0  # word times: a start in audio this far below the piece's loudest 10 ms moves on
 
 
 @dataclass
@@ -68,6 +69,10 @@ class TranscribeResult:
     seconds: float = 0.0
     segments: list[list[Segment] | None] = field(default_factory=list)
     durations: list[float | None] = field(default_factory=list)
+    glossary: list[str] | None = None  # context="batch": the batch's glossary ...
+    coverage: float | None = None  # ... its share of the confident words ...
+    context_prompt: str | None = None  # ... the 2nd pass's prompt (None: no 2nd pass) ...
+    second_pass: int = 0  # ... and the files decoded again with it
 
     @property
     def ok(self) -> int:
@@ -105,67 +110,32 @@ class Transcriber(WhisperDecoder):
         return [Segment(offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE, t)
                 for (a, b), t in zip(bounds, texts) if t]
 
-    def timed_words(self, wav: np.ndarray, offset: float = 0.0) -> list[Word]:
-        """Words of one 16 kHz waveform with their times (``offset`` + seconds into ``wav``):
-        faster-whisper's word timestamps (cross-attention DTW over the alignment heads), one
-        ``WhisperModel.transcribe`` call per clip of at most one window, per pause-cut chunk
-        (`chunk_bounds`) of longer audio; English, no VAD, no conditioning on earlier text;
-        each start moved to where the speech begins, words after the last speech dropped
-        (`_onset_finder`)."""
-        if len(wav) <= WINDOW_SECONDS * SAMPLE_RATE:
-            bounds = [(0, len(wav))]
-        else:
-            bounds = chunk_bounds(wav)
-        out: list[Word] = []
-        for a, b in bounds:
-            t0, t1 = offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE
-            segs, _ = self.encoder.whisper.transcribe(
-                np.ascontiguousarray(wav[a:b], np.float32), language="en", beam_size=self.beam,
-                word_timestamps=True, vad_filter=False, condition_on_previous_text=False,
-                initial_prompt=self.initial_prompt)
-            onset = _onset_finder(wav[a:b])
-            for seg in segs:
-                for w in seg.words or ():
-                    at = onset(float(w.start), float(w.end))
-                    if w.word.strip() and at is not None:  # None: no speech under the word
-                        start = min(t0 + at, t1)
-                        out.append(Word(start, min(max(t0 + float(w.end), start), t1),
-                                        w.word.strip()))
-        return out
+    def timed_words(self, wav: np.ndarray, offset: float = 0.0,
+                    prompt: str | None = None) -> list[Word]:
+        """Words of one 16 kHz waveform with their times (``offset`` + seconds into ``wav``)
+        and probabilities: faster-whisper's word timestamps (cross-attention DTW over the
+        alignment heads), one ``WhisperModel.transcribe`` call per clip of at most one
+        window, per pause-cut chunk (`chunk_bounds`) of longer audio (`word_times.
+        decode_words`: English, no VAD, no conditioning on earlier text, starts snapped to
+        the speech onset). ``prompt``: the initial prompt (default: the transcriber's)."""
+        bounds = [(0, len(wav))] if len(wav) <= WINDOW_SECONDS * SAMPLE_RATE else chunk_bounds(wav)
+        prompt = self.initial_prompt if prompt is None else prompt
+        return [w for a, b in bounds
+                for w in decode_words(self.encoder.whisper, wav[a:b], offset + a / SAMPLE_RATE,
+                                      self.beam, prompt)]
 
-    def file_words(self, path: str | Path, duration: float) -> list[Word]:
+    def file_words(self, path: str | Path, duration: float,
+                   prompt: str | None = None) -> list[Word]:
         """`timed_words` of a whole audio or video file (long audio block by block)."""
         if is_video(path):
             from polymodal.data.video import read_audio_track
 
-            return self.timed_words(read_audio_track(path, SAMPLE_RATE, max_seconds=None))
+            wav = read_audio_track(path, SAMPLE_RATE, max_seconds=None)
+            return self.timed_words(wav, prompt=prompt)
         if duration > WINDOW_SECONDS:
-            return [w for off, wav in audio_blocks(path) for w in self.timed_words(wav, off)]
-        return self.timed_words(self.load(path))
-
-
-def _onset_finder(wav: np.ndarray) -> Any:
-    """``f(start, end)``: the first 10 ms frame in ``[start, end)`` (seconds) louder than
-    `ONSET_DB` below the loudest frame of ``wav``; ``start`` where there is none, but None
-    for a word after the last speech (Whisper repeating words past the end of it: dropped;
-    dropping every word over silence lost real words, 364 -> 360 matched). Whisper's
-    alignment gives the silence before a word to the word (the first word of a clip starts at
-    0 s); speech starts where the energy rises."""
-    hop = SAMPLE_RATE // 100
-    n = len(wav) // hop
-    if n == 0:
-        return lambda start, end: start  # too short to tell: keep
-    energy = (wav[:n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
-    loud = energy > energy.max() * 10 ** (-ONSET_DB / 10)
-    last = int(np.flatnonzero(loud)[-1]) if loud.any() else -1  # the last frame with speech
-
-    def onset(start: float, end: float) -> float | None:
-        i0 = max(0, int(start * 100))
-        hits = np.flatnonzero(loud[i0:max(i0 + 1, int(np.ceil(end * 100)))])
-        if hits.size:
-            return (i0 + int(hits[0])) / 100
-        return None if i0 > last else start
-    return onset
+            return [w for off, wav in audio_blocks(path)
+                    for w in self.timed_words(wav, off, prompt)]
+        return self.timed_words(self.load(path), prompt=prompt)
 
 
 def chunk_bounds(wav: np.ndarray, seconds: float | None = None) -> list[tuple[int, int]]:
@@ -239,17 +209,27 @@ def transcribe(paths: Sequence[str | Path], transcriber: Transcriber | None = No
                progress: bool = True, rows: Sequence[int] | None = None,
                file: str | None = None, column: str | None = None,
                beam: int = 1, backend: str = "auto", precision: str = "auto",
-               cues: str = "chunks", prompt: str | None = None) -> TranscribeResult:
+               cues: str = "chunks", prompt: str | None = None,
+               context: str = "none") -> TranscribeResult:
     """Transcribe audio files in full. Every header is checked first (before the model is
     loaded); files that do not decode or are over the limit give ``None`` and a `Problem`
     (``rows`` / ``file`` / ``column`` locate it in a manifest); the rest go on. ``cues``:
     ``chunks`` = one segment per short clip / pause-cut chunk (batched decoding); ``words`` =
     segments built from word times (`Transcriber.timed_words`, `subtitles.word_cues`), each
-    carrying its words. ``prompt``: Whisper's initial prompt (`WhisperDecoder`)."""
+    carrying its words. ``prompt``: Whisper's initial prompt (`WhisperDecoder`). ``context``:
+    ``none``, or ``batch`` (word cues only) = a second pass prompted with the words recognised
+    confidently across the files (`polymodal.tasks.batch_context`)."""
+    from polymodal.tasks.batch_context import CONTEXTS
+
     if beam < 1:
         raise UsageError(f"beam must be at least 1, got {beam}")
     if cues not in CUES:
         raise UsageError(f"unknown cues '{cues}'; valid: {', '.join(CUES)}")
+    if context not in CONTEXTS:
+        raise UsageError(f"unknown context '{context}'; valid: {', '.join(CONTEXTS)}")
+    if context != "none" and cues != "words":
+        raise UsageError(f"context '{context}' needs word cues (--cues words): it builds on "
+                         f"Whisper's word probabilities")
     from polymodal.features.encoders.backends import resolve_backend
     from polymodal.features.encoders.whisper import WhisperEncoder
 
@@ -278,69 +258,14 @@ def transcribe(paths: Sequence[str | Path], transcriber: Transcriber | None = No
     if usable:
         tr = transcriber or Transcriber(beam=beam, backend=backend, precision=precision,
                                         initial_prompt=prompt)
+        from polymodal.tasks.transcribe_run import run_chunks, run_words
+
         if cues == "words":
-            _run_words(paths, usable, tr, res, fail, progress)
+            run_words(paths, usable, tr, res, fail, progress, context)
         else:
-            _run(paths, usable, tr, res, fail, progress)
+            run_chunks(paths, usable, tr, res, fail, progress)
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _run(paths: Sequence[str | Path], usable: list[int], tr: Transcriber, res: TranscribeResult,
-         fail: Any, progress: bool) -> None:
-    bar = tqdm(total=len(usable), desc="transcribe", unit="clip", disable=not progress,
-               dynamic_ncols=True)
-    todo: list[tuple[int, np.ndarray]] = []
-
-    def flush() -> None:
-        for (i, _), t in zip(todo, tr.transcribe_waves([w for _, w in todo])):
-            res.texts[i] = t
-            res.segments[i] = [Segment(0.0, float(res.durations[i] or 0.0), t)] if t else []
-        bar.update(len(todo))
-        todo.clear()
-
-    for i in usable:
-        try:
-            if is_video(paths[i]):  # the audio track, decoded whole (<= MAX_VIDEO_SECONDS)
-                from polymodal.data.video import read_audio_track
-
-                wav = read_audio_track(paths[i], SAMPLE_RATE, max_seconds=None)
-                segs = tr.segments(wav) if len(wav) > WINDOW_SECONDS * SAMPLE_RATE else None
-                if segs is None:
-                    todo.append((i, wav))
-                else:
-                    res.segments[i] = segs
-                    res.texts[i] = " ".join(s.text for s in segs if s.text)
-                    bar.update(1)
-            elif (res.durations[i] or 0.0) > WINDOW_SECONDS:
-                segs = tr.transcribe_long(paths[i])
-                res.segments[i] = segs
-                res.texts[i] = " ".join(s.text for s in segs if s.text)
-                bar.update(1)
-            else:
-                todo.append((i, tr.load(paths[i])))
-        except PolymodalError as e:
-            fail(i, getattr(e, "reason", None) or str(e))
-            bar.update(1)
-            continue
-        if len(todo) >= tr.batch_size:
-            flush()
-    if todo:
-        flush()
-    bar.close()
-
-
-def _run_words(paths: Sequence[str | Path], usable: list[int], tr: Transcriber,
-               res: TranscribeResult, fail: Any, progress: bool) -> None:
-    for i in tqdm(usable, desc="transcribe", unit="file", disable=not progress,
-                  dynamic_ncols=True):
-        try:
-            words = tr.file_words(paths[i], res.durations[i] or 0.0)
-        except PolymodalError as e:
-            fail(i, getattr(e, "reason", None) or str(e))
-            continue
-        res.segments[i] = word_cues(words)
-        res.texts[i] = " ".join(w.text for w in words)
 
 
 def is_video(path: str | Path) -> bool:
@@ -368,40 +293,7 @@ def _duration(path: str | Path) -> float:
     return probe_audio(path).duration
 
 
-def transcribe_manifest(manifest: str | Path, out: str | Path, column: str = "transcript",
-                        columns: dict[str, str] | None = None, beam: int = 1,
-                        progress: bool = True, backend: str = "auto",
-                        precision: str = "auto") -> TranscribeResult:
-    """Transcribe a manifest's audio column into a copy with a new ``column`` (atomic write).
-    Rows without audio or with audio that does not decode get an empty cell (reported)."""
-    from polymodal.data.manifest import read_manifest
-
-    man = read_manifest(manifest, columns=columns)
-    if "audio" not in man.modalities:
-        raise UsageError(f"{manifest}: no audio column to transcribe")
-    recs = [r for r in man.records if r.audio is not None]
-    res = transcribe([r.audio for r in recs], beam=beam, progress=progress, backend=backend,
-                     precision=precision,
-                     rows=[r.row for r in recs], file=str(man.path), column=man.column_of("audio"))
-    by_row = {r.row: t for r, t in zip(recs, res.texts)}
-    from polymodal.data.manifest import MEDIA, copy_with_columns
-
-    media = [man.column_of(m) for m in MEDIA if m in man.modalities]
-    copy_with_columns(Path(manifest), Path(out), {column: by_row}, media)
-    return res
-
-
-def transcript_wer(hyps: Sequence[str | None], refs: Sequence[str],
-                   normalize: str = "default") -> float:
-    """WER over the items that have a transcript, after the normaliser ``normalize`` (default:
-    digits spelled out, punctuation dropped; ``whisper``: Whisper's English normaliser; see
-    `polymodal.metrics.textgen.transcript_normalizer`)."""
-    from polymodal.metrics.textgen import word_error_rate
-
-    pairs = [(h, r) for h, r in zip(hyps, refs) if h is not None]
-    if not pairs:
-        raise UsageError("no transcripts to score")
-    return word_error_rate([h for h, _ in pairs], [r for _, r in pairs], normalize=normalize)
+from polymodal.tasks.transcribe_manifest import transcribe_manifest, transcript_wer  # noqa: E402
 
 
 __all__ = ["Segment", "TranscribeResult", "Transcriber", "audio_blocks", "chunk_bounds", "transcribe",

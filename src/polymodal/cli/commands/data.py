@@ -58,7 +58,16 @@ def cmd_datasets_build(a: argparse.Namespace) -> int:
                              else "--option progress=…: use -q for no progress bars")
     if a.limit is not None:
         opts["limit"] = a.limit
-    path = build_dataset(a.name, Path(a.source), Path(a.out), seed=a.seed,
+    if getattr(a, "n_images", None) is not None:
+        opts["n_images"] = a.n_images
+    source = a.source
+    if source is None:
+        from polymodal.data.datasets import DATASETS
+
+        if DATASETS.get(a.name).metadata.get("source") is not None:
+            raise UsageError(f"dataset '{a.name}' needs --source (the folder holding it)")
+        source = "."
+    path = build_dataset(a.name, Path(source), Path(a.out), seed=a.seed,
                          progress=not a.quiet, **opts)
     print(f"manifest: {path}")
     return 0
@@ -81,6 +90,10 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         raise UsageError("--srt / --vtt write subtitles for audio files, not for --manifest")
     if a.manifest and getattr(a, "cues", "chunks") != "chunks":
         raise UsageError("--cues words is for subtitles of audio files, not for --manifest")
+    if a.manifest and getattr(a, "context", "none") != "none":
+        raise UsageError("--context is for audio files with --cues words, not for --manifest")
+    if getattr(a, "context", "none") != "none" and getattr(a, "cues", "chunks") != "words":
+        raise UsageError(f"--context {a.context} needs --cues words (it uses word probabilities)")
     if a.manifest and getattr(a, "prompt", None):
         raise UsageError("--prompt is for audio files, not for --manifest")
     if a.manifest:
@@ -108,7 +121,15 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
     subs = {fmt: (d, subtitle_paths(a.audio, d, fmt))  # name clashes refused before any work
             for fmt, d in (("srt", a.srt), ("vtt", a.vtt)) if d}
     res = transcribe(a.audio, beam=a.beam, progress=not a.quiet, precision=a.precision,
-                     cues=getattr(a, "cues", "chunks"), prompt=getattr(a, "prompt", None))
+                     cues=getattr(a, "cues", "chunks"), prompt=getattr(a, "prompt", None),
+                     context=getattr(a, "context", "none"))
+    if res.glossary is not None:
+        print(f"context: glossary {', '.join(res.glossary) or '(none)'} ({res.coverage:.0%} of "
+              f"the confident words); " + (f"{res.second_pass} files decoded again with the "
+              f"prompt '{res.context_prompt}'" if res.context_prompt else "no second pass "
+              + ("(needs a glossary of >= 1/3 of them)" if res.glossary else
+                 "(no word heard confidently in >= 3 files and >= 5% of them)")),
+              file=sys.stderr)
     for path, text in zip(a.audio, res.texts):
         if text is not None:
             print(f"{path}\t{text}")

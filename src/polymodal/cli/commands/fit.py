@@ -78,6 +78,10 @@ def cmd_fit_classify(a: argparse.Namespace) -> int:
     print(f"train {res['train_seconds']:.1f} s, {res['params']} parameters, peak memory "
           f"{res['peak_mem_mb']:.1f} MiB; rows train/val/test {res['n_train']}/{res['n_val']}/"
           f"{res['n_test']}, skipped {res['skipped_rows']}")
+    if res.get("test_by_group"):
+        from polymodal.tasks.classify.groups import format_groups
+
+        print("test by group:\n" + format_groups(res["test_by_group"]))
     print(f"run folder: {a.out}")
     auto_report(a)
     return 0

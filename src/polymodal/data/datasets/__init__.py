@@ -70,6 +70,13 @@ DATASETS = Registry("dataset", [
               "voices": "comma list of voices (`polymodal speak --list-voices`; default "
                         "piper:en_US-joe-medium,espeak:en-us+Diogo,espeak:en-gb+Hugo)",
               "rates": "comma list of speed factors (default 0.9,1.0,1.2)"}}),
+    Entry("sort-of-clevr", f"{_P}.sort_of_clevr:build_sort_of_clevr", "Sort-of-CLEVR "
+          "(Relation Networks benchmark): rendered 75x75 scenes of 6 coloured circles / "
+          "squares with relational and non-relational questions (image, text, label), "
+          "split by image; generated, no source needed",
+          {"source": None, "options": {
+              "n_images": "number of scenes (default 10000)",
+              "questions": "questions per image, half relational (default 20, at most 36)"}}),
 ], fixed=("source", "out", "seed", "progress"))
 SAMPLES = ("openclipart", "av-digits")
 

@@ -2,7 +2,9 @@
 
 `WhisperDecoder` is the batched greedy / beam decoding of clips of at most one Whisper window
 (30 s) with the bundled Whisper tiny.en (CTranslate2 ``Whisper.generate``, English, no
-timestamps); `polymodal.tasks.transcribe.Transcriber` extends it with long audio and subtitles.
+timestamps; with the default torch backend the encoder output comes from the silence-cached
+window of `polymodal.features.encoders.whisper_torch` and CT2 int8 only decodes);
+`polymodal.tasks.transcribe.Transcriber` extends it with long audio and subtitles.
 
 `ASREncoder` (``asr:minilm``, ``asr:hf:<model>`` …) transcribes each clip (longer clips: one
 transcript per 30-s window, joined; at most ``MAX_AUDIO_SECONDS``) and embeds the transcript
@@ -95,10 +97,12 @@ class WhisperDecoder:
 
         out: list[str] = []
         for s in range(0, len(waves), self.batch_size):
-            feats = np.stack([self.encoder.log_mel(w)[0] for w in waves[s:s + self.batch_size]])
+            mels = [self.encoder.log_mel(w) for w in waves[s:s + self.batch_size]]
+            inputs = self.encoder.decoder_input(np.stack([m for m, _ in mels]),
+                                                [c for _, c in mels])
             res = self.encoder.whisper.model.generate(
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(feats, np.float32)),
-                [self.prompt] * len(feats), beam_size=self.beam,
+                ctranslate2.StorageView.from_array(inputs),
+                [self.prompt] * len(inputs), beam_size=self.beam,
                 max_length=self.max_tokens + self.prompt_extra,
                 suppress_blank=True)
             for r in res:

@@ -34,13 +34,16 @@ def ort_session(path: Path, threads: int) -> Any:
 
 def openvino_model(path: Path, precision: str, threads: int) -> Any:
     """``path`` compiled by OpenVINO for the CPU; ``precision`` bf16 sets its inference
-    precision hint (the AMX bf16 units), fp32 keeps every op in f32."""
+    precision hint (the AMX / AVX512-BF16 units), fp32 keeps every op in f32; int8 (a quantized
+    graph) runs its int8 ops on VNNI / AMX and the rest in bf16 where the CPU has bf16 units."""
     try:
         import openvino as ov
     except ImportError:
         raise PolymodalError("backend 'openvino' needs the package openvino "
                              "(pip install 'polymodal[openvino]')") from None
-    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    from polymodal.features.encoders.backends import cpu_has_bf16
+
+    hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_has_bf16() else "f32"}[precision]
     try:
         return ov.Core().compile_model(str(path), "CPU", {
             "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",

@@ -12,7 +12,9 @@ onnx fp32 (same vectors, no faster than torch here) and onnx int8 (dynamic quant
 MatMul weights, ~2.1x, but cosine down to ~0.97 and activations quantized per batch, so a
 text's vector depends slightly on its batch-mates: opt-in only), openvino fp32 / bf16 (the
 exported graph compiled by OpenVINO, extra ``openvino``; bf16: cosine >= 0.9999, ~2.7x fp32,
-the fastest). ``auto`` on a CPU with bf16 matrix units (AMX / AVX512-BF16) is openvino bf16
+the fastest), openvino int8 (NNCF static quantization with SmoothQuant, FFN down-projections
+and attention products kept in bf16, calibrated on the bundled sample's captions; extra
+``nncf``; cosine to fp32 min ~0.996: opt-in, see `text_onnx`). ``auto`` on a CPU with bf16 matrix units (AMX / AVX512-BF16) is openvino bf16
 when openvino is installed, else torch bf16; elsewhere torch fp32.
 """
 from __future__ import annotations
@@ -139,7 +141,7 @@ class MiniLMEncoder:
     dim = MINILM_DIM
     batch_size = 256
     backends = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8"),
-                "openvino": ("fp32", "bf16")}
+                "openvino": ("fp32", "bf16", "int8")}
     default_backend = _default_backend()
 
     def __init__(self, model_dir: str | Path | None = None, max_length: int = MINILM_MAX_LENGTH,
@@ -173,9 +175,13 @@ class MiniLMEncoder:
         else:
             from polymodal.features.encoders import text_onnx
 
-            make = text_onnx.onnx_runner if kind == "onnx" else text_onnx.openvino_runner
-            self._onnx = make(self.model_dir, prec, artifact_dir(cache_dir),
-                              torch.get_num_threads())
+            folder, threads = artifact_dir(cache_dir), torch.get_num_threads()
+            if kind == "onnx":
+                self._onnx = text_onnx.onnx_runner(self.model_dir, prec, folder, threads)
+            else:
+                self._onnx = text_onnx.openvino_runner(
+                    self.model_dir, prec, folder, threads, lambda: text_onnx.
+                    calibration_token_ids(self.tokenizer, self.max_length))
         self.pad_id = self.tokenizer.pad_token_id or 0
 
     @property

@@ -13,21 +13,32 @@ equal windows (`window_bounds`), each encoded as above, and the window vectors a
 weighted by their real-audio positions (= the mean over every real-audio position of every
 window). A clip of at most 30 s is one window: its vector is the same as before.
 
-The padding stays: CTranslate2 accepts a shorter mel (it slices the positional embedding) and
-that is ~25x faster on 1 s FSDD clips (180 clips: 2.3 s instead of 57 s), but the vectors move
+The padding stays (the ``torch`` backend only makes it cheap). Real-length features were
+measured: CTranslate2 accepts a shorter mel (it slices the positional embedding) and that is
+~25x faster on 1 s FSDD clips (180 clips: 2.3 s instead of 57 s), but the vectors move
 (cosine 0.82 to the padded ones on average) and get worse (cross-speaker 1-NN digit accuracy
-0.89 instead of 0.96), so the window Whisper was trained on is kept. Shorter fixed windows
+0.89 instead of 0.96; again on 60 clips: cosine min 0.554 / mean 0.820, 1-NN 0.867 vs
+0.933), so the window Whisper was trained on is kept. Shorter fixed windows
 (positional embedding sliced) were measured too, 120 FSDD clips: 10 s is 4.8x faster to
 encode but cosine 0.956 min / 0.985 mean to the 30 s vectors and transcription hallucinates
 ("0 0 0 ..."; WER 0.36 -> 3.7); 5 s: cosine 0.898 min. Not used.
 
-Backend (`polymodal.features.encoders.backends`): ``ctranslate2`` in ``fp32`` (CT2 float32)
-or ``int8`` (CT2 ``int8_float32``: int8 weights and GEMMs, float32 activations). This CT2
-build offers float32 / int16 / int8 / int8_float32 on this CPU, no bfloat16. Measured on 300
-FSDD clips (2 shared cores): int8 vectors have cosine 0.9980 min / 0.9995 mean to fp32,
-cross-speaker 1-NN digit accuracy 0.950 both; the 30 s encoder is ~1.2x faster (0.23 instead
-of 0.29 s a window; attention and the convolutions over 1500 positions stay float32, so
-int8 GEMMs help less than in a text model). Default: int8.
+Backend (`polymodal.features.encoders.backends`): ``torch`` ``fp32`` (the default) or
+``ctranslate2`` in ``fp32`` (CT2 float32) or ``int8`` (CT2 ``int8_float32``).
+
+* ``torch``: the same padded 30-s window, computed at the cost of the clip's own positions
+  (`polymodal.features.encoders.whisper_torch.SilenceCachedEncoder`: the weights are read from
+  the CT2 model.bin; each clip runs its live positions, its audio plus 200 padding positions,
+  through the four layers; the other padding positions' keys / values come from a silent
+  window, computed once). Its own id (``torch-silence-cached-margin200``): the vectors are an
+  approximation of the exact window (60 FSDD clips: cosine min 0.997 / mean 0.999 to CT2
+  int8, 1-NN digit accuracy 0.950 vs 0.933; 10.7 s instead of 39.0 s for those 60 clips).
+  Transcription (`polymodal.features.encoders.asr.WhisperDecoder`) gives CT2 this encoder
+  output and CT2 int8 only decodes. Figures on 300 clips: ``benchmarks/encode_audio.py``.
+* ``ctranslate2``: CT2 encodes the whole window. This CT2 build offers float32 / int16 /
+  int8 / int8_float32 on this CPU, no bfloat16. 300 FSDD clips: int8 vectors have cosine
+  0.9980 min / 0.9995 mean to fp32, 1-NN digit accuracy 0.950 both; int8 is ~1.2x faster
+  (0.23 instead of 0.29 s a window).
 """
 from __future__ import annotations
 
@@ -76,8 +87,8 @@ class WhisperEncoder:
     modality = "audio"
     dim = 384
     batch_size = 4  # windows per encoder call
-    backends = {"ctranslate2": ("int8", "fp32")}
-    default_backend = ("ctranslate2", "int8")  # measured: see the module docstring
+    backends = {"torch": ("fp32",), "ctranslate2": ("int8", "fp32")}
+    default_backend = ("torch", "fp32")  # measured: see the module docstring
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu",
                  threads: int | None = None,
@@ -89,7 +100,9 @@ class WhisperEncoder:
         self.max_seconds = max_seconds  # audio used; longer is cut (encode says so)
         self.resolved = resolve_backend(self.name, self.backends, self.default_backend,
                                         backend, precision)
-        compute_type = COMPUTE_TYPES[self.resolved[1]]
+        # CT2 decodes (transcription) in int8 whatever encodes with torch
+        compute_type = COMPUTE_TYPES[self.resolved[1] if self.resolved[0] == "ctranslate2"
+                                     else "int8"]
         try:
             from faster_whisper import WhisperModel
         except ImportError:
@@ -105,6 +118,13 @@ class WhisperEncoder:
                                  ) from None
         self.compute_type = str(getattr(self.whisper.model, "compute_type", compute_type))
         self.feature_extractor = self.whisper.feature_extractor
+        self.cached = None  # torch backend: the silence-cached window (whisper_torch)
+        if self.resolved[0] == "torch":
+            from polymodal.features.encoders.whisper_torch import (SilenceCachedEncoder,
+                                                                   TorchWhisperEncoder)
+
+            self.cached = SilenceCachedEncoder(
+                TorchWhisperEncoder(self.model_dir / "model.bin"), self.n_mels)
         # width of the encoder states (384 for tiny); a 2-frame probe costs milliseconds
         self.dim = int(self._encode(np.zeros((1, self.n_mels, 2), np.float32), [1]).shape[1])
 
@@ -114,8 +134,12 @@ class WhisperEncoder:
 
     @property
     def id(self) -> str:
-        return (f"whisper-tiny|{self.model_dir.name}|ct2-{self.compute_type}"
-                f"|window=30s|pool=mean-content|windows=mean|max={self.max_seconds}s"
+        if self.cached is not None:
+            engine = f"torch-silence-cached-margin{self.cached.margin}"
+        else:
+            engine = f"ct2-{self.compute_type}"
+        return (f"whisper-tiny|{self.model_dir.name}|{engine}|window=30s"
+                f"|pool=mean-content|windows=mean|max={self.max_seconds}s"
                 f"{backend_id(self.resolved)}")
 
     def prepare(self, item: Any) -> np.ndarray:
@@ -133,8 +157,24 @@ class WhisperEncoder:
         content = max(1, min(features.shape[1] - 1, WINDOW_FRAMES))
         return pad_frames(features[:, :content]), content
 
+    def window_states(self, features: np.ndarray, content_frames: Sequence[int]
+                      ) -> list[np.ndarray]:
+        """Encoder states of padded log-mel windows ``[B, n_mels, 3000]``: torch backend, the
+        live positions of each (`SilenceCachedEncoder`); CT2, the whole window ``[1500, D]``."""
+        if self.cached is None:
+            return list(np.asarray(self.whisper.encode(np.ascontiguousarray(features))))
+        return [self.cached.states(f, c).numpy() for f, c in zip(features, content_frames)]
+
+    def decoder_input(self, features: np.ndarray, content_frames: Sequence[int]) -> np.ndarray:
+        """What CT2's ``Whisper.generate`` reads for padded windows: the mel itself (CT2
+        encodes it), or with the torch backend the encoder output ``[B, 1500, D]``."""
+        if self.cached is None:
+            return np.ascontiguousarray(features, np.float32)
+        return np.stack([self.cached.window(self.cached.states(f, c)).numpy()
+                         for f, c in zip(features, content_frames)])
+
     def _encode(self, features: np.ndarray, content_frames: Sequence[int]) -> torch.Tensor:
-        states = np.asarray(self.whisper.encode(np.ascontiguousarray(features)))  # [B, P, D]
+        states = self.window_states(features, content_frames)
         rows = []
         for state, content in zip(states, content_frames):
             n = max(1, math.ceil(content / ENCODER_STRIDE))

@@ -33,5 +33,20 @@ class CaptionConfig(DataConfig):
     nn_space: str | None = Field(None, description="retrieval run folder: nearest-neighbour "
                                  "baseline in its shared space (default: cosine on the image "
                                  "features)")
+    neighbours: int = Field(4, ge=1, description="rag: captions of this many nearest training "
+                            "images the decoder reads")
+    copy_words: bool = Field(True, description="rag: pointer-generator head that can copy "
+                             "neighbour words (also words outside the vocabulary)")
+    no_repeat_ngram: int = Field(3, ge=0, description="rag: no n-gram of this length twice in "
+                                 "a caption (0: off)")
+    rerank: bool = Field(False, description="rag: consensus re-ranking of the beam candidates "
+                         "against the neighbour captions (Devlin et al. 2015); off by default: "
+                         "its weights, picked on val CIDEr-D, cost BLEU-4 (docs/RESULTS.md §10)")
+    rerank_weight: float | None = Field(None, ge=0, description="rag: re-ranking score = "
+                                        "consensus CIDEr-D + this * log-prob per word "
+                                        "(default: picked on val)")
+    rerank_temperature: float | None = Field(None, gt=0, description="rag: neighbour j "
+                                             "counts softmax(cosine_j / this) in the consensus "
+                                             "(large: equally; default: picked on val)")
     threads: int = Field(1, ge=1, description="torch CPU threads (small models: 1 is fastest)")
     train: TrainConfig = TrainConfig(epochs=20, lr=1e-3, patience=4)

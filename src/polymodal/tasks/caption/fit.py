@@ -15,7 +15,10 @@ training image: cosine on the image features, or in a retrieval run's shared spa
     RUN/train_log.csv  RUN/features/ (unless ``features`` was given)
 
 Conditioning: the GRU starts from the image feature (initial state); the Transformer reads it
-as ``prefix`` learned tokens (prefix-LM). Cross-attention conditioning is not implemented.
+as ``prefix`` learned tokens (prefix-LM); ``decoder: rag`` (`rag_fit`) cross-attends to the image
+and to the captions of its nearest training images, can copy their words, and re-ranks its beam
+by consensus with them; its run also holds the neighbour index (``neighbours.*``) and its
+metrics add the re-ranked beam and Devlin et al.'s consensus nearest neighbour ("nn-consensus").
 """
 from __future__ import annotations
 
@@ -95,6 +98,53 @@ def _fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
     if not len(va):
         va = tr[:min(len(tr), 200)]
     vocab = build_vocab([c for i in tr for c in data.captions[i]], cfg.vocab_size, cfg.min_count)
+    index, rerank, extra = None, None, {}
+    if cfg.decoder == "rag":
+        from polymodal.tasks.caption.rag_fit import fit_rag
+
+        model, index, res, hyps, extra, rerank = fit_rag(cfg, data, vocab, tr, va, te, out,
+                                                         resume, progress, gen)
+        n_pairs = sum(len(data.captions[i]) for i in tr)
+    else:
+        model, res, hyps, n_pairs = _fit_plain(cfg, data, vocab, tr, va, te, out, resume,
+                                               progress, gen)
+    refs = [data.captions[i] for i in te]
+    space = _nn_space(cfg.nn_space, data.feats) if cfg.nn_space else data.feats
+    nn = nearest_neighbour_captions(space[tr], [data.captions[i][0] for i in tr], space[te])
+    metrics = {name: caption_metrics(h, refs) for name, h in hyps.items()
+               if name != "nn-consensus"}
+    metrics["nearest-neighbour"] = caption_metrics(nn, refs)
+    if "nn-consensus" in hyps:
+        metrics["nn-consensus"] = caption_metrics(hyps["nn-consensus"], refs)
+    result = {"decoder": cfg.decoder, "metrics": metrics,
+              "nn_space": cfg.nn_space or f"cosine on {data.encoder_name} image features",
+              "val_cider_greedy": round(res.best_score, 4), "best_epoch": res.best_epoch,
+              "epochs_run": res.epochs_run, "train_seconds": round(res.seconds, 1),
+              "vocab_size": len(vocab), "n_train_images": int(len(tr)),
+              "n_train_captions": n_pairs, "n_test_images": int(len(te)),
+              "refs_per_test_image": round(float(np.mean([len(r) for r in refs])), 2),
+              "params": int(sum(p.numel() for p in model.parameters())), **extra}
+    _save(out, cfg, model, vocab, data)
+    if index is not None:
+        index.save(out, rerank)
+    main = hyps.get(f"beam{cfg.beam}+consensus", hyps[f"beam{cfg.beam}"])
+    others = {k: v for k, v in hyps.items() if k != "greedy" and v is not main}
+    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(
+        {"id": data.ids[i], "image": data.images[i], "references": r, "greedy": hyps["greedy"][j],
+         "beam": main[j], "nearest_neighbour": nn[j], **{k: v[j] for k, v in others.items()}},
+        ensure_ascii=False) + "\n" for j, (i, r) in enumerate(zip(te, refs))))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
+    samples_figure(out / "samples.jsonl", out / "samples.png")
+    for f in ("checkpoint.pt",):
+        (out / f).unlink(missing_ok=True)
+    RunFolder(out).finish()
+    return result
+
+
+def _fit_plain(cfg: CaptionConfig, data: CaptionData, vocab: list[str], tr, va, te, out: Path,
+               resume: bool, progress: bool, gen: torch.Generator):
+    """GRU / prefix-Transformer decoder: ``(model, fit result, {method: test captions},
+    training pairs)``."""
     index = {w: i for i, w in enumerate(vocab)}
     pairs = [(i, encode_caption(c, index, cfg.max_len)) for i in tr for c in data.captions[i]]
     model = build_captioner(_spec(cfg, data.feats.shape[1], len(vocab)))
@@ -121,33 +171,10 @@ def _fit_caption(config: CaptionConfig, out: str | Path, resume: bool = False,
         update={"progress": cfg.train.progress and progress}), run_dir=out, resume=resume,
         desc=f"fit {cfg.decoder} captioner", generator=gen, threads=cfg.threads)
     model.eval()
-    refs = [data.captions[i] for i in te]
-    greedy = decode(model, data.feats[te], vocab, 1, cfg.max_len)
-    beam = decode(model, data.feats[te], vocab, cfg.beam, cfg.max_len, cfg.length_penalty)
-    space = _nn_space(cfg.nn_space, data.feats) if cfg.nn_space else data.feats
-    nn = nearest_neighbour_captions(space[tr], [data.captions[i][0] for i in tr], space[te])
-    metrics = {"greedy": caption_metrics(greedy, refs),
-               f"beam{cfg.beam}": caption_metrics(beam, refs),
-               "nearest-neighbour": caption_metrics(nn, refs)}
-    result = {"decoder": cfg.decoder, "metrics": metrics,
-              "nn_space": cfg.nn_space or f"cosine on {data.encoder_name} image features",
-              "val_cider_greedy": round(res.best_score, 4), "best_epoch": res.best_epoch,
-              "epochs_run": res.epochs_run, "train_seconds": round(res.seconds, 1),
-              "vocab_size": len(vocab), "n_train_images": int(len(tr)),
-              "n_train_captions": len(pairs), "n_test_images": int(len(te)),
-              "refs_per_test_image": round(float(np.mean([len(r) for r in refs])), 2),
-              "params": int(sum(p.numel() for p in model.parameters()))}
-    _save(out, cfg, model, vocab, data)
-    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(
-        {"id": data.ids[i], "image": data.images[i], "references": r, "greedy": g,
-         "beam": b, "nearest_neighbour": n}, ensure_ascii=False) + "\n"
-        for i, r, g, b, n in zip(te, refs, greedy, beam, nn)))
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
-    samples_figure(out / "samples.jsonl", out / "samples.png")
-    for f in ("checkpoint.pt",):
-        (out / f).unlink(missing_ok=True)
-    RunFolder(out).finish()
-    return result
+    hyps = {"greedy": decode(model, data.feats[te], vocab, 1, cfg.max_len),
+            f"beam{cfg.beam}": decode(model, data.feats[te], vocab, cfg.beam, cfg.max_len,
+                                      cfg.length_penalty)}
+    return model, res, hyps, len(pairs)
 
 
 def _save(out: Path, cfg: CaptionConfig, model: torch.nn.Module, vocab: list[str],

@@ -36,6 +36,8 @@ class LoadedCaptioner:
     model: torch.nn.Module
     vocab: list[str]
     _encoder: Any = None
+    index: Any = None  # rag runs: the training-neighbour index (`caption.rag.NeighbourIndex`)
+    rerank: dict | None = None  # rag runs: consensus re-ranking settings (None: off)
 
     def encoder(self):
         if self._encoder is None:
@@ -53,7 +55,12 @@ def load_captioner(run: str | Path) -> LoadedCaptioner:
         model.load_state_dict(state)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise PolymodalError(f"{run}: not a usable caption run ({e})") from None
-    return LoadedCaptioner(run, doc, model.eval(), vocab)
+    loaded = LoadedCaptioner(run, doc, model.eval(), vocab)
+    if model.spec["kind"] == "rag":
+        from polymodal.tasks.caption.rag import NeighbourIndex, stored_rerank
+
+        loaded.index, loaded.rerank = NeighbourIndex.load(run), stored_rerank(run)
+    return loaded
 
 
 def caption_images(run: LoadedCaptioner, images: Sequence[str | Path],
@@ -67,6 +74,11 @@ def caption_images(run: LoadedCaptioner, images: Sequence[str | Path],
     except DecodeError as e:
         raise PolymodalError(f"{e.path}: {e.reason}") from None
     c = run.doc["config"]
+    if run.index is not None:
+        from polymodal.tasks.caption.rag import rag_caption
+
+        return rag_caption(run.model, x, run.index, run.vocab, c, beam or c["beam"],
+                           run.rerank)[0]
     return decode(run.model, x, run.vocab, beam or c["beam"], c["max_len"],
                   c.get("length_penalty", 0.0))
 

@@ -10,7 +10,8 @@ uses ``config.features``), prepares the data once, then trains every method with
     OUT/runs/<method>-s<seed>/   a full classification run folder (see `fit_classifier`)
     OUT/report.html   written by the CLI (`polymodal.report.write_report`); tasks never import reports
 
-Method "all" = every fusion in `FUSIONS` plus ``unimodal:<m>`` for each modality.
+Method "all" = every fusion in `FUSIONS` (but those on pixels: film, relation) plus
+``unimodal:<m>`` for each modality.
 """
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ REG_METRICS = ("r2", "mae")
 COST = ("train_seconds", "params", "peak_mem_mb")
 
 
+def vector_fusions() -> list[str]:
+    """The fusions of per-modality vectors ("all"): not those that need pixels (film, …)."""
+    from polymodal.nn.registry import FUSIONS as REGISTRY
+
+    return [n for n in FUSIONS if REGISTRY[n].metadata.get("input") != "pixels"]
+
+
 def resolve_methods(methods: str | Sequence[str], modalities: Sequence[str]) -> list[str]:
     """``"all"`` or a comma list / list of names -> checked method names (fusions first)."""
     mods = sorted(modalities)
@@ -42,7 +50,7 @@ def resolve_methods(methods: str | Sequence[str], modalities: Sequence[str]) -> 
     out: list[str] = []
     for m in methods:
         if m == "all":
-            out += (list(FUSIONS) if len(mods) > 1 else []) + [UNIMODAL + x for x in mods]
+            out += (vector_fusions() if len(mods) > 1 else []) + [UNIMODAL + x for x in mods]
         elif m == "unimodal":
             out += [UNIMODAL + x for x in mods]
         else:

@@ -50,6 +50,11 @@ class ClassifierConfig(DataConfig):
     head_distill: float = Field(0.5, ge=0, le=1, description="unimodal heads: weight of the "
                                 "fused output (soft target) against the labels in their loss")
     batch_size: int = Field(256, ge=1, description="rows per training batch")
+    batch_by: str | None = Field(None, description="manifest column: rows sharing its value "
+                                 "train in the same batch (e.g. image_id: the film / relation "
+                                 "fusions then run their CNN stem once per image)")
+    group_by: list[str] = Field([], description="manifest columns: also report the test "
+                                "metrics per value of each (e.g. question_type,template)")
     threads: int = Field(1, ge=1, description="torch CPU threads while training; small "
                                                "models train fastest on one")
     train: TrainConfig = TrainConfig()

@@ -43,6 +43,8 @@ from polymodal.tasks.classify.data import (check_targets, ClassData, PeakMemory,
                                         score_outputs, unimodal_prior, write_predictions)
 from polymodal.tasks.classify.config import ClassifierConfig
 from polymodal.tasks.classify import no_regret as nr
+from polymodal.tasks.classify.groups import (batch_indices, check_columns, column_values,
+                                             scores_by_group)
 from polymodal.train import dist
 from polymodal.train.loop import fit_loop, seed_everything, torch_threads
 
@@ -124,10 +126,14 @@ def _scaled_y(data: ClassData, spec: dict) -> np.ndarray:
 
 
 def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | None,
-                progress: bool = True, resume: bool = False) -> tuple[ClassifierNet, dict]:
-    """Train on ``data``'s train rows with early stopping on its val rows."""
+                progress: bool = True, resume: bool = False,
+                groups: np.ndarray | None = None) -> tuple[ClassifierNet, dict]:
+    """Train on ``data``'s train rows with early stopping on its val rows. ``groups`` (one
+    value per row of ``data``): rows of a value train in the same batch (``batch_by``)."""
     problem = spec["problem"]
     tr, va = data.select("train"), data.select("val")
+    if groups is not None:
+        groups = groups[np.flatnonzero(data.has_y & (data.split == "train"))]
     gen = seed_everything(cfg.train.seed)
     dims = {m: tr.x[m].shape[1] for m in data.modalities}
     n_out = len(spec["labels"]) if problem != "regression" else 1
@@ -149,9 +155,7 @@ def train_model(cfg: ClassifierConfig, data: ClassData, spec: dict, out: Path | 
     p = cfg.modality_dropout
 
     def batches(epoch: int):
-        perm = torch.randperm(n, generator=gen)
-        for s in range(0, n, bs):
-            idx = perm[s:s + bs]
+        for idx in batch_indices(n, bs, gen, groups):
             if len(idx) < 2 < n:
                 continue
             mb = mask[idx]
@@ -252,7 +256,9 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
     if dist.is_main():
         RunFolder(out).begin()
         write_splits(out / "splits.csv", data.ids, data.split)
-    model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume)
+    groups = column_values(manifest, data.ids, cfg.batch_by) if cfg.batch_by else None
+    model, info = train_model(cfg, data, spec, out, progress=progress, resume=resume,
+                              groups=groups)
     if not dist.is_main():  # evaluation and every write: rank 0 only
         return {**info, "rank": dist.rank()}
     test, val = data.select("test"), data.select("val")
@@ -262,6 +268,10 @@ def fit_prepared(cfg: ClassifierConfig, data: ClassData, spec: dict, problems: l
               "val_metrics": score_outputs(val.y, model_outputs(model, val.x, val.mask), spec),
               **info, "n_train": int(len(data.select("train").ids)), "n_val": len(val.ids),
               "n_test": len(test.ids), "skipped_rows": len(problems)}
+    if cfg.group_by:
+        result["test_by_group"] = {c: scores_by_group(column_values(manifest, test.ids, c),
+                                                      test.y, t_out, spec)
+                                   for c in cfg.group_by}
     save_classifier(out, cfg, model, spec, manifest, features,
                     {m: data.x[m].shape[1] for m in data.modalities})
     write_predictions(out / "predictions.csv", test, spec, t_out)
@@ -283,6 +293,8 @@ def prepare_run(config: ClassifierConfig, out: Path, progress: bool = True,
     cfg = absolute_paths(config)
     manifest = read_manifest(cfg.manifest, columns=cfg.columns)
     mods = resolve_modalities(cfg, manifest)
+    check_columns(manifest, cfg.group_by, "--group-by")
+    check_columns(manifest, [cfg.batch_by] if cfg.batch_by else [], "--batch-by")
     if check is not None:
         check(mods)
     check_targets(manifest, cfg.target, cfg.task)

@@ -1,0 +1,65 @@
+"""A Relation Network head (Santoro et al. 2017) anchored on the object the question names.
+
+`SpatialInputs` gives the ``map_size`` x ``map_size`` cells of a CNN stem (trained end to end,
+coordinate channels appended) and the question vector ``q``. Each cell is an "object" ``o_j``.
+A full RN scores every pair of cells (``n²``); this head first attends over the cells with the
+question to find the anchor ``a`` (softmax of ``MLP([o_j, q])``; the anchor is the weighted
+mean of the cells, so it holds the named object's features and position), then relates it to
+every cell: ``h_j = g([o_j, a, q])`` (the first layer split per part, so pairs cost one MLP
+each). The relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted
+mean with weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such as "closest"), and
+``f([sums, a, q])`` gives the ``[B, out_dim]`` output (the task adds the head).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from polymodal.nn.fusion._inputs import check_positive
+from polymodal.nn.fusion._spatial import SpatialInputs
+
+
+class RelationFusion(nn.Module):
+    """Anchored RN. Options: ``hidden`` (g / f width, 128), ``cond_dim`` (question
+    projection, 128), ``channels`` (stem channels, 32), ``map_size`` (stem output side, 5),
+    ``image`` (the pixel modality, "image")."""
+
+    produces_logits = False
+
+    def __init__(self, dims: Mapping[str, int], out_dim: int, hidden: int = 128,
+                 cond_dim: int = 128, channels: int = 32, map_size: int = 5,
+                 image: str = "image"):
+        super().__init__()
+        self.inputs = SpatialInputs(dims, image, channels, map_size)
+        self.out_dim = check_positive("out_dim", out_dim)
+        hidden, cond_dim = check_positive("hidden", hidden), check_positive("cond_dim", cond_dim)
+        c = self.inputs.channels
+        self.q = nn.Sequential(nn.LayerNorm(self.inputs.cond_dim),
+                               nn.Linear(self.inputs.cond_dim, cond_dim), nn.ReLU())
+        self.att = nn.Sequential(nn.Linear(c + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.g_obj, self.g_anchor = nn.Linear(c, hidden), nn.Linear(c, hidden, bias=False)
+        self.g_q = nn.Linear(cond_dim, hidden, bias=False)
+        self.g = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                               nn.Linear(hidden, hidden), nn.ReLU())
+        self.score = nn.Linear(hidden, 1)
+        self.f = nn.Sequential(nn.Linear(2 * hidden + c + cond_dim, hidden), nn.ReLU(),
+                               nn.Linear(hidden, out_dim))
+
+    def forward(self, features: Mapping[str, torch.Tensor],
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        fmap, cond = self.inputs(features, mask)
+        q = self.q(cond)
+        objs = fmap.flatten(2).transpose(1, 2)  # [B, n, c]
+        n = objs.shape[1]
+        qn = q.unsqueeze(1).expand(-1, n, -1)
+        w = torch.softmax(self.att(torch.cat([objs, qn], -1)).squeeze(-1), 1)
+        anchor = (w.unsqueeze(-1) * objs).sum(1)  # [B, c]
+        h = self.g(self.g_obj(objs) + (self.g_anchor(anchor) + self.g_q(q)).unsqueeze(1))
+        a2 = torch.softmax(self.score(h).squeeze(-1), 1)
+        pooled = torch.cat([h.sum(1) / n, (a2.unsqueeze(-1) * h).sum(1), anchor, q], -1)
+        return self.f(pooled)
+
+
+__all__ = ["RelationFusion"]
