@@ -55,7 +55,7 @@ def fsdd_subset(shared_data, tmp_path_factory) -> Path:
 def test_registry_and_option_errors(tmp_path):
     assert {n for n, _ in list_datasets()} == {"fsdd", "mnist", "av-digits", "av-digits-hard",
                                               "av-digits-video", "openclipart",
-                                              "openclipart-spoken"}
+                                              "openclipart-spoken", "sort-of-clevr"}
     assert all(DATASETS[n].description for n in DATASETS)
     with pytest.raises(UsageError, match="unknown dataset 'nope'; valid: fsdd"):
         build_dataset("nope", tmp_path, tmp_path / "o")

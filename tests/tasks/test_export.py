@@ -43,7 +43,7 @@ print(json.dumps({"torch": "torch" in sys.modules, "type": type(model).__name__,
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     cfg = RetrievalConfig(manifest=str(sample_path("openclipart")), relevance="caption_group",
-                          dim=64, hidden=128, batch_size=128,
+                          dim=64, hidden=128, batch_size=128, loss="infonce",
                           train=TrainConfig(epochs=3, progress=False))
     fit_retrieval(cfg, tmp / "run", with_baselines=False, progress=False)
     assert main(["export", str(tmp / "run"), "--format", "onnx", "--out", str(tmp / "ex")]) == 0
