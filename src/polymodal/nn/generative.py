@@ -97,6 +97,21 @@ def caption_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                            ignore_index=PAD)
 
 
+def beam_step(scores: torch.Tensor, logp: torch.Tensor, seqs: torch.Tensor,
+              done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of beam search over ``b`` rows x ``k`` beams: ``scores`` [b, k] summed log-probs,
+    ``logp`` [b*k, V] next-token log-probs (changed in place: finished beams only extend with
+    ``<pad>`` at no cost), ``seqs`` [b*k, t], ``done`` [b*k] -> the new (scores, seqs, done)."""
+    b, k = scores.shape
+    v = logp.shape[1]
+    logp[done] = float("-inf")
+    logp[done, PAD] = 0.0
+    scores, idx = (scores.view(-1, 1) + logp).view(b, k * v).topk(k, dim=1)
+    src = (idx // v + torch.arange(b)[:, None] * k).view(-1)
+    tok = (idx % v).view(-1)
+    return scores, torch.cat([seqs[src], tok[:, None]], 1), done[src] | (tok == EOS)
+
+
 @torch.no_grad()
 def beam_decode(model: nn.Module, feats: torch.Tensor, beam: int = 1, max_len: int = 20,
                 length_penalty: float = 0.0) -> list[list[int]]:
@@ -113,15 +128,7 @@ def beam_decode(model: nn.Module, feats: torch.Tensor, beam: int = 1, max_len: i
     for _ in range(max_len + 1):
         logp = F.log_softmax(model(fr, seqs)[:, -1].float(), -1)
         logp[:, [PAD, BOS, UNK]] = float("-inf")
-        logp[done] = float("-inf")
-        logp[done, PAD] = 0.0
-        v = logp.shape[1]
-        cand = (scores.view(-1, 1) + logp).view(b, k * v)
-        scores, idx = cand.topk(k, dim=1)
-        src = (idx // v + torch.arange(b)[:, None] * k).view(-1)
-        tok = (idx % v).view(-1)
-        seqs = torch.cat([seqs[src], tok[:, None]], 1)
-        done = done[src] | (tok == EOS)
+        scores, seqs, done = beam_step(scores, logp, seqs, done)
         if bool(done.all()):
             break
     lengths = ((seqs != PAD) & (seqs != BOS)).sum(1).clamp_min(1).view(b, k).float()

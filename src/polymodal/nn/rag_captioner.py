@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polymodal.nn.generative import BOS, EOS, PAD, UNK
+from polymodal.nn.generative import BOS, EOS, PAD, UNK, beam_step
 
 
 class RagCaptioner(nn.Module):
@@ -144,14 +144,7 @@ def rag_beam_decode(model: RagCaptioner, feats: torch.Tensor, nb_ids: torch.Tens
             for r, toks in enumerate(_blocked(seqs[:, 1:].tolist(), no_repeat_ngram)):
                 if toks:
                     logp[r, toks] = float("-inf")
-        logp[done] = float("-inf")
-        logp[done, PAD] = 0.0
-        cand = (scores.view(-1, 1) + logp).view(b, k * v)
-        scores, idx = cand.topk(k, dim=1)
-        src = (idx // v + torch.arange(b)[:, None] * k).view(-1)
-        tok = (idx % v).view(-1)
-        seqs = torch.cat([seqs[src], tok[:, None]], 1)
-        done = done[src] | (tok == EOS)
+        scores, seqs, done = beam_step(scores, logp, seqs, done)
         if bool(done.all()):
             break
     out = []
