@@ -108,21 +108,25 @@ def cider_d_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_max: in
     log_n = math.log(float(len(r_counts)))
     scores = np.zeros(len(hyps))
     for i, (hc, rcs) in enumerate(zip(h_counts, r_counts)):
-        vh, nh, lh = _tfidf(hc, df, log_n, n_max)
-        total = np.zeros(n_max)
-        for rc in rcs:
-            vr, nr, lr = _tfidf(rc, df, log_n, n_max)
-            val = np.zeros(n_max)
-            for n in range(n_max):
-                for gram, v in vh[n].items():
-                    ref_v = vr[n].get(gram, 0.0)
-                    val[n] += min(v, ref_v) * ref_v
-                if nh[n] != 0 and nr[n] != 0:
-                    val[n] /= nh[n] * nr[n]
-                val[n] *= math.exp(-((lh - lr) ** 2) / (2 * sigma ** 2))
-            total += val
-        scores[i] = total.mean() / len(rcs) * 10.0
+        vh = _tfidf(hc, df, log_n, n_max)
+        total = sum(cider_pair(vh, _tfidf(rc, df, log_n, n_max), sigma) for rc in rcs)
+        scores[i] = total / n_max / len(rcs) * 10.0
     return scores
+
+
+def cider_pair(hyp, ref, sigma: float = CIDER_SIGMA) -> float:
+    """The CIDEr-D similarity of one hypothesis and one reference, summed over n-gram orders
+    (not yet averaged, nor scaled by 10): clipped tf-idf dot product over the norms, times the
+    length penalty. ``hyp`` / ``ref``: `_tfidf` results ``(vectors, norms, length)``."""
+    (vh, nh, lh), (vr, nr, lr) = hyp, ref
+    pen = math.exp(-((lh - lr) ** 2) / (2 * sigma ** 2))
+    total = 0.0
+    for n in range(len(vh)):
+        dot = sum(min(v, vr[n].get(g, 0.0)) * vr[n].get(g, 0.0) for g, v in vh[n].items())
+        if nh[n] != 0 and nr[n] != 0:
+            dot /= nh[n] * nr[n]
+        total += dot * pen
+    return total
 
 
 def cider_d(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:

@@ -69,6 +69,12 @@ class SpatialInputs(nn.Module):
         self.register_buffer("_key", torch.randn(int(dims[image]), generator=g,
                                                  dtype=torch.float64), persistent=False)
 
+    def question_projection(self, width: int) -> nn.Module:
+        """LayerNorm -> Linear(cond_dim, width) -> ReLU: how a spatial fusion reads the
+        conditioning (question) vector."""
+        return nn.Sequential(nn.LayerNorm(self.cond_dim), nn.Linear(self.cond_dim, width),
+                             nn.ReLU())
+
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         img, cond = features.get(self.image), features.get(self.cond)

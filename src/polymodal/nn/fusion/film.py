@@ -48,8 +48,7 @@ class FiLMFusion(nn.Module):
         self.out_dim = check_positive("out_dim", out_dim)
         width, blocks = check_positive("width", width), check_positive("blocks", blocks)
         cond_dim = check_positive("cond_dim", cond_dim)
-        self.q = nn.Sequential(nn.LayerNorm(self.inputs.cond_dim),
-                               nn.Linear(self.inputs.cond_dim, cond_dim), nn.ReLU())
+        self.q = self.inputs.question_projection(cond_dim)
         self.blocks = nn.ModuleList(
             [_FiLMBlock((self.inputs.channels if i == 0 else width) + (2 if i else 0), width,
                         cond_dim) for i in range(blocks)])

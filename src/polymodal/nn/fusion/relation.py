@@ -36,8 +36,7 @@ class RelationFusion(nn.Module):
         self.out_dim = check_positive("out_dim", out_dim)
         hidden, cond_dim = check_positive("hidden", hidden), check_positive("cond_dim", cond_dim)
         c = self.inputs.channels
-        self.q = nn.Sequential(nn.LayerNorm(self.inputs.cond_dim),
-                               nn.Linear(self.inputs.cond_dim, cond_dim), nn.ReLU())
+        self.q = self.inputs.question_projection(cond_dim)
         self.att = nn.Sequential(nn.Linear(c + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.g_obj, self.g_anchor = nn.Linear(c, hidden), nn.Linear(c, hidden, bias=False)
         self.g_q = nn.Linear(cond_dim, hidden, bias=False)

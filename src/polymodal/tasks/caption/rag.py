@@ -27,7 +27,7 @@ import torch
 from polymodal.core.atomic import atomic_write_text
 from polymodal.core.errors import PolymodalError
 from polymodal.core.runfolder import RunFolder
-from polymodal.metrics.textgen import CIDER_SIGMA, _ngrams, _tfidf, caption_tokens
+from polymodal.metrics.textgen import _ngrams, _tfidf, caption_tokens, cider_pair
 from polymodal.nn.generative import BOS, EOS, PAD, UNK
 from polymodal.nn.rag_captioner import rag_beam_decode
 
@@ -185,16 +185,8 @@ class Consensus:
 
     def score(self, hyp: str, refs: Sequence[str]) -> np.ndarray:
         """CIDEr-D of ``hyp`` against each reference alone ``[len(refs)]``."""
-        vh, nh, lh = self._vec(hyp)
-        out = np.zeros(len(refs))
-        for j, r in enumerate(refs):
-            vr, nr, lr = self._vec(r)
-            pen = math.exp(-((lh - lr) ** 2) / (2 * CIDER_SIGMA ** 2))
-            for n in range(self.n_max):
-                if nh[n] and nr[n]:
-                    dot = sum(min(v, vr[n].get(g, 0.0)) * vr[n].get(g, 0.0)
-                              for g, v in vh[n].items())
-                    out[j] += dot / (nh[n] * nr[n]) * pen
+        vh = self._vec(hyp)
+        out = np.array([cider_pair(vh, self._vec(r)) for r in refs], dtype=float)
         return out / self.n_max * 10.0
 
     def __call__(self, cands: list[list[tuple[str, float, int]]], nb_caps: list[list[str]]
