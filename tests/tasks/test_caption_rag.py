@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from polymodal.cli.main import main
+from polymodal.core.errors import UsageError
 from polymodal.data.datasets import sample_path
 from polymodal.features.cache.features import FeatureSet
 from polymodal.tasks.caption.config import CaptionConfig
@@ -136,3 +137,18 @@ def test_rag_rejects_more_neighbours_than_training_images(tmp_path):
         index.search(np.eye(1, 4), 3, ["x/a"])
     i, s = index.search(torch.eye(1, 4).numpy(), 3)
     assert i[0, 0] == 0 and s[0, 0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_too_few_training_images_for_the_neighbours_fail_before_encoding(tmp_path):
+    src = sample_path("openclipart")
+    rows = [json.loads(line) for line in src.read_text().splitlines()][:6]
+    for i, r in enumerate(rows):
+        r["image"] = str((src.parent / r["image"]).resolve())
+        r["split"] = "train" if i < 4 else "test"
+    man = tmp_path / "manifest.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = CaptionConfig(manifest=str(man), decoder="rag", neighbours=4,
+                        train=TrainConfig(epochs=1, progress=False))
+    with pytest.raises(UsageError, match=r"train rows with an image and a caption, for --neighbours 4 \(need 5"):
+        fit_caption(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "features").exists()  # refused before any image was encoded

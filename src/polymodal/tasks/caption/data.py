@@ -63,9 +63,12 @@ def load_caption_data(cfg: CaptionConfig, out: Path, progress: bool) -> CaptionD
 
     man = read_manifest(cfg.manifest, columns=cfg.columns)
     if "image" in man.modalities:  # else manifest_features names the missing column
+        rag = cfg.decoder == "rag"  # each train image reads k others: k + 1 at least
         check_split_counts(man.path, [r.split for r in man.records], man.ids,
                            np.array([r.image is not None and bool(r.text) for r in man.records]),
-                           "an image and a caption", {"train": 2, "test": 1})
+                           "an image and a caption" + (f", for --neighbours {cfg.neighbours}"
+                                                       if rag else ""),
+                           {"train": max(2, cfg.neighbours + 1) if rag else 2, "test": 1})
     fs = manifest_features(man, ["image"], cfg.encoders, cfg.features, out, cfg.cache_dir,
                            progress, require=["image", "text"], backend=cfg.backend,
                            precision=cfg.encoder_precision)
