@@ -58,8 +58,9 @@ def _add_generation_commands(sub, fsub, add: Callable) -> None:
     t.add_argument("--column", default="transcript")
     t.add_argument("--beam", type=int, default=1)
     t.add_argument("--precision", default="auto", choices=("auto", "int8", "fp32"),
-                   help="CTranslate2 compute: int8 (the default, measured: docs/RESULTS.md §1) "
-                        "or fp32")
+                   help="auto (the default) = fp32: Whisper's encoder in torch with a cached "
+                        "silent window, CTranslate2 int8 decoding; int8: all in CTranslate2 int8 "
+                        "(docs/RESULTS.md §1)")
     t.add_argument("--wer-against", metavar="COLUMN",
                    help="with --manifest: print the WER against this text column")
     t.add_argument("--reference", action="append", metavar="TXT", help="with files: a text file "

@@ -9,8 +9,9 @@ subtitles` writes them as SRT / VTT).
   log-mel window and decoded in batches with CTranslate2's ``Whisper.generate`` (greedy by
   default, no timestamps, English): several times faster on a CPU than one
   ``WhisperModel.transcribe`` call per clip. Such a clip is one segment, 0 s to its duration.
-  Backend / precision as for the ``whisper-tiny`` features (default ctranslate2 int8 = CT2
-  ``int8_float32``; 300 FSDD clips: WER 0.413 vs 0.407 in fp32, see ``benchmarks/encode_audio.py``).
+  Backend / precision as for the ``whisper-tiny`` features (default: the encoder in torch fp32
+  with a cached silent window, CTranslate2 int8 decoding its output; see
+  ``benchmarks/encode_audio.py``).
 * Longer audio is cut into chunks of at most ``CHUNK_SECONDS`` (10 s), each ending at the
   quietest 100 ms of its last ``SPLIT_SEARCH_SECONDS`` (so no word is split), and the chunks go
   through the same batched path; each chunk is one timed segment (a subtitle cue). Every sample
