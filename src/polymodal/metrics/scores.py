@@ -93,7 +93,12 @@ def _ranks_compare(sim: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.nda
     return rank[:, 0], ap
 
 
-def _accumulate(sim: np.ndarray, rel: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+def per_query_ranks(sim: np.ndarray, rel: np.ndarray, start: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (row of ``sim``): the rank of its first relevant target (1 = top) and its
+    average precision; ``rel`` is the boolean relevance of the same shape. ``start`` (the index
+    of the first row, for messages). A one-line `DataError` on a non-finite score or a query
+    with no relevant target."""
     if not np.isfinite(sim).all():
         r, c = np.argwhere(~np.isfinite(sim))[0]
         raise DataError(f"score for query {start + r}, target {c} is not finite")
@@ -124,7 +129,7 @@ def retrieval_metrics(sim: object, relevant: object, ks: Sequence[int] = (1, 5, 
     firsts, aps = [], []
     for a in range(0, sim.shape[0], chunk_size):
         b = min(a + chunk_size, sim.shape[0])
-        f, p = _accumulate(np.asarray(sim[a:b]), rel_fn(a, b), a)
+        f, p = per_query_ranks(np.asarray(sim[a:b]), rel_fn(a, b), a)
         firsts.append(f)
         aps.append(p)
     return _summary(np.concatenate(firsts), np.concatenate(aps), ks)
@@ -150,7 +155,7 @@ def retrieval_metrics_from_embeddings(queries: object, targets: object, relevant
     firsts, aps = [], []
     for a in range(0, q.shape[0], chunk_size):
         b = min(a + chunk_size, q.shape[0])
-        f, p = _accumulate(q[a:b] @ t.T, rel_fn(a, b), a)
+        f, p = per_query_ranks(q[a:b] @ t.T, rel_fn(a, b), a)
         firsts.append(f)
         aps.append(p)
     return _summary(np.concatenate(firsts), np.concatenate(aps), ks)

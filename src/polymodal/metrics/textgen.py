@@ -73,7 +73,8 @@ def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], max_order: int = 4
     return out
 
 
-def _ngrams(tokens: list[str], n_max: int = 4) -> Counter:
+def ngram_counts(tokens: list[str], n_max: int = 4) -> Counter:
+    """Counts of every 1- to ``n_max``-gram of ``tokens`` (tuples as keys)."""
     c: Counter = Counter()
     for n in range(1, n_max + 1):
         for i in range(len(tokens) - n + 1):
@@ -81,8 +82,11 @@ def _ngrams(tokens: list[str], n_max: int = 4) -> Counter:
     return c
 
 
-def _tfidf(counts: Counter, df: Counter, log_n: float, n_max: int
-           ) -> tuple[list[dict], np.ndarray, int]:
+def tfidf_vector(counts: Counter, df: Counter, log_n: float, n_max: int
+                 ) -> tuple[list[dict], np.ndarray, int]:
+    """CIDEr-D's tf-idf of n-gram ``counts`` (document frequencies ``df``, ``log_n`` = log of the
+    number of reference sets): per n the vector and its norm, and the length (in bigrams, as the
+    reference code measures it); the input of `cider_pair`."""
     vec: list[dict] = [{} for _ in range(n_max)]
     norm = np.zeros(n_max)
     length = 0
@@ -100,16 +104,16 @@ def cider_d_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_max: in
                    sigma: float = CIDER_SIGMA) -> np.ndarray:
     """CIDEr-D of each hypothesis (see the module docstring for the exact definition)."""
     ref_sets = _check(hyps, refs)
-    h_counts = [_ngrams(caption_tokens(h), n_max) for h in hyps]
-    r_counts = [[_ngrams(r.split(), n_max) for r in rs] for rs in ref_sets]
+    h_counts = [ngram_counts(caption_tokens(h), n_max) for h in hyps]
+    r_counts = [[ngram_counts(r.split(), n_max) for r in rs] for rs in ref_sets]
     df: Counter = Counter()
     for rs in r_counts:
         df.update(set(g for c in rs for g in c))
     log_n = math.log(float(len(r_counts)))
     scores = np.zeros(len(hyps))
     for i, (hc, rcs) in enumerate(zip(h_counts, r_counts)):
-        vh = _tfidf(hc, df, log_n, n_max)
-        total = sum(cider_pair(vh, _tfidf(rc, df, log_n, n_max), sigma) for rc in rcs)
+        vh = tfidf_vector(hc, df, log_n, n_max)
+        total = sum(cider_pair(vh, tfidf_vector(rc, df, log_n, n_max), sigma) for rc in rcs)
         scores[i] = total / n_max / len(rcs) * 10.0
     return scores
 
@@ -117,7 +121,7 @@ def cider_d_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_max: in
 def cider_pair(hyp, ref, sigma: float = CIDER_SIGMA) -> float:
     """The CIDEr-D similarity of one hypothesis and one reference, summed over n-gram orders
     (not yet averaged, nor scaled by 10): clipped tf-idf dot product over the norms, times the
-    length penalty. ``hyp`` / ``ref``: `_tfidf` results ``(vectors, norms, length)``."""
+    length penalty. ``hyp`` / ``ref``: `tfidf_vector` results ``(vectors, norms, length)``."""
     (vh, nh, lh), (vr, nr, lr) = hyp, ref
     pen = math.exp(-((lh - lr) ** 2) / (2 * sigma ** 2))
     total = 0.0

@@ -61,12 +61,12 @@ Trainer = Callable[[RetrievalConfig, Path], tuple[AlignModel, dict]]
 
 def query_scores(qe: np.ndarray, te: np.ndarray, rel: np.ndarray) -> np.ndarray:
     """Per-query ``(R@1 + AP) / 2`` of both directions (query->target rows, then the reverse)."""
-    from polymodal.metrics.scores import _accumulate  # per-query ranks / AP (one chunk)
+    from polymodal.metrics.scores import per_query_ranks
 
     sim = (qe @ te.T).astype(np.float64)
     out = []
     for s, r in ((sim, rel), (sim.T, rel.T)):
-        first, ap = _accumulate(np.ascontiguousarray(s), np.ascontiguousarray(r), 0)
+        first, ap = per_query_ranks(np.ascontiguousarray(s), np.ascontiguousarray(r), 0)
         out.append(((first == 1) + ap) / 2)
     return np.concatenate(out)
 
