@@ -34,8 +34,10 @@ class ClassifierConfig(DataConfig):
         "auto", description="auto: from the target column's values")
     modalities: list[str] | None = Field(None, description="modalities to use, e.g. "
                                          "image,audio (default: all in the manifest)")
-    fusion: str = Field("early", description="a fusion (`polymodal list fusions`) or "
-                                             "unimodal:<modality>")
+    fusion: str = Field("weighted", description="a fusion (`polymodal list fusions`) or "
+                                                "unimodal:<modality>; weighted by default "
+                                                "(best or within 0.5 pt of the best on "
+                                                "docs/RESULTS.md §3 and §10)")
     fusion_options: dict[str, Any] = Field({}, description="fusion constructor options, "
                                             "e.g. attn_dim=32 (`polymodal list fusions "
                                             "--options`)")
