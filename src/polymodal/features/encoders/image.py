@@ -44,6 +44,7 @@ from polymodal.features.encoders.base import encode_items
 from polymodal.features.encoders.image_onnx import (EXPORT_VERSION, OnnxRunner,
                                                     OpenVinoRunner, calibration_inputs, export_fp32,
                                                     file_digest, quantize_int8)
+from polymodal.features.encoders.runtimes import int8_unsigned_weights
 
 MEAN = 127.0
 STD = 128.0
@@ -205,10 +206,12 @@ class EfficientNetLite0Encoder:
         path = export_fp32(model, folder / f"efficientnet-lite0-{base}-fp32.onnx")
         if precision == "int8":
             size = "native" if self.image_size == NATIVE else self.image_size
-            name = f"efficientnet-lite0-{base}-int8-{size}-{self._calib_digest}.onnx"
+            u8 = int8_unsigned_weights()
+            name = (f"efficientnet-lite0-{base}-int8{'-u8u8' if u8 else ''}-{size}-"
+                    f"{self._calib_digest}.onnx")
             source = calibration_inputs(self.calibration, self.prepare,
                                         lambda b: to_input(b, False).numpy())
-            path = quantize_int8(path, folder / name, source)
+            path = quantize_int8(path, folder / name, source, unsigned_weights=u8)
         self.artifact = path
         if kind == "openvino":
             return OpenVinoRunner(path, precision, torch.get_num_threads())

@@ -5,7 +5,8 @@ dynamic: the network is fully convolutional, so one file serves every resolution
 multiple of 32) and returns the pooled ``[B, 1280]`` features.
 
 int8: onnxruntime static post-training quantization, QDQ format, weights int8 per output
-channel, activations uint8 per tensor (u8s8: the VNNI / AMX integer kernels), ranges from
+channel, activations uint8 per tensor (u8s8: the VNNI / AMX integer kernels; on x86 CPUs
+without them the weights are uint8 too, u8u8: `runtimes.int8_unsigned_weights`), ranges from
 MinMax calibration on a fixed list of images (deterministic: the same images give the same
 file). Files go under ``artifact_dir(cache_dir)``, named by a digest of what made them (weights,
 export settings, calibration images), written atomically and loaded on the next run.
@@ -57,10 +58,11 @@ def export_fp32(model, path: Path) -> Path:
                                                   "features": {0: "batch"}})
 
 
-def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]]
-                  ) -> Path:
+def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]],
+                  unsigned_weights: bool = False) -> Path:
     """Static int8 QDQ copy of ``fp32_path`` at ``path`` (kept if it exists); ``calibration()``
-    yields model inputs ``float32 [1, 3, H, W]``."""
+    yields model inputs ``float32 [1, 3, H, W]``; ``unsigned_weights``: uint8 weights (u8u8,
+    `runtimes.int8_unsigned_weights`)."""
     if path.is_file():
         return path
     need_onnx()
@@ -82,7 +84,8 @@ def quantize_int8(fp32_path: Path, path: Path, calibration: Callable[[], Iterabl
         with atomic_path(path) as tmp:
             quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8,
+                            weight_type=QuantType.QUInt8 if unsigned_weights else
+                            QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"CalibTensorRangeSymmetric": False})
     return path

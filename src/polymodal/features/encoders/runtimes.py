@@ -16,6 +16,24 @@ def need_onnx() -> None:
                                         "(pip install 'polymodal[fast]')")
 
 
+def int8_unsigned_weights() -> bool:
+    """Whether onnxruntime int8 models made here should store uint8 weights (u8u8) instead of
+    int8 (u8s8): True on an x86 CPU without VNNI / AMX-INT8. ONNX Runtime's u8s8 kernels there
+    multiply with ``vpmaddubsw``, whose 16-bit sums saturate. Measured on an AVX2 EPYC with
+    EfficientNet-Lite0, cosine to fp32 over 12 sample images (min / mean): u8s8 0.74 / 0.84,
+    u8s8 with 7-bit weights 0.85 / 0.94, u8u8 0.98 / 0.99. VNNI and AMX accumulate in 32 bits,
+    so u8s8 is right there; other architectures use other kernels."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: the choice that is accurate on every x86 CPU
+        return True
+    return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def ort_session(path: Path, threads: int) -> Any:
     """An onnxruntime CPU session on ``path`` (all graph optimisations, ``threads`` intra-op)."""
     need_onnx()

@@ -66,7 +66,10 @@ def _export_encoder(m: str, e: dict, tmp: Path, int8: bool) -> dict:
         model_dir = minilm_model_dir()
         path = text_onnx.export_fp32(model_dir, tmp / f"encoder_{m}.onnx")
         if int8:
-            q = text_onnx.quantize_int8(path, tmp / f"encoder_{m}-int8.onnx")
+            # uint8 weights: accurate on every x86 CPU the folder may be loaded on (int8
+            # weights saturate in onnxruntime's kernels on CPUs without VNNI)
+            q = text_onnx.quantize_int8(path, tmp / f"encoder_{m}-int8.onnx",
+                                        unsigned_weights=True)
             q.replace(path)
         shutil.copyfile(model_dir / "tokenizer.json", tmp / "tokenizer.json")
         return {"name": e["name"], "id": e["id"], "file": path.name, "dim": MINILM_DIM,
