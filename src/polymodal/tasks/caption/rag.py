@@ -27,7 +27,7 @@ import torch
 from polymodal.core.atomic import atomic_write_text
 from polymodal.core.errors import PolymodalError
 from polymodal.core.runfolder import RunFolder
-from polymodal.metrics.textgen import ngram_counts, tfidf_vector, caption_tokens, cider_pair
+from polymodal.metrics.textgen import caption_tokens, cider_pair, ngram_counts, tfidf_vector
 from polymodal.nn.generative import BOS, EOS, PAD, UNK
 from polymodal.nn.rag_captioner import rag_beam_decode
 
@@ -181,7 +181,8 @@ class Consensus:
         self._vec = functools.lru_cache(maxsize=50_000)(self._tfidf)
 
     def _tfidf(self, text: str):
-        return tfidf_vector(ngram_counts(caption_tokens(text), self.n_max), self.df, self.log_n, self.n_max)
+        return tfidf_vector(ngram_counts(caption_tokens(text), self.n_max), self.df, self.log_n,
+                            self.n_max)
 
     def score(self, hyp: str, refs: Sequence[str]) -> np.ndarray:
         """CIDEr-D of ``hyp`` against each reference alone ``[len(refs)]``."""
