@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from polymodal.core.errors import UsageError
-from polymodal.features.encoders.image import EfficientNetLite0Encoder, native_side
+from polymodal.data.image_input import native_side
+from polymodal.features.encoders.image import EfficientNetLite0Encoder
 
 pytestmark = pytest.mark.timeout(120)
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "polymodal" / "sample"

@@ -62,8 +62,9 @@ def test_frames_encoder_side_files_and_cache(manifest, tmp_path):
     # digits differ, so frames differ; "one one" repeats the same drawing: equal vectors
     f = np.asarray(v, np.float32)
     assert np.abs(f[0] - f[1]).mean() > 10 * np.abs(f[3] - f[4]).mean()
-    # frame vectors are in the image encoder's store under (file digest, time in ms)
-    img = build_encoder("efficientnet-lite0", modality="image")
+    # frame vectors are in the image encoder's store under (file digest, time in ms); frames
+    # arrive decoded, so it is the full-decode (no JPEG drafting) image id
+    img = build_encoder("efficientnet-lite0", modality="image", jpeg_draft=False)
     store = FeatureStore(cache, img.id)
     digest = file_digest(manifest.parent / "a.webm")
     got, ok = store.fetch([f"{digest}@0", f"{digest}@1000", f"{digest}@2000"], 1280)

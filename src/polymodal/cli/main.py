@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default=None, help="feature cache folder (default $POLYMODAL_CACHE "
                    "or ~/.cache/polymodal)")
     e.add_argument("--batch-size", type=int, default=None)
-    e.add_argument("--workers", type=int, default=2, help="decoding threads")
+    e.add_argument("--workers", type=int, default=2, help="decoding threads or processes")
+    e.add_argument("--decode", default=None, choices=["threads", "processes"],
+                   help="decode images in threads or in worker processes (default: threads)")
     e.add_argument("--backend", default="auto", help="how the encoders run: auto, torch, "
                    "torch-bf16, onnx, openvino; one for all or per modality, e.g. "
                    "text=onnx,image=torch (default auto: each encoder's measured fastest)")

@@ -39,10 +39,15 @@ from polymodal.data.headers import check_file, is_text_file, looks_like_text  # 
 from polymodal.data.headers import image_size as _header_size
 from polymodal.data.limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE  # noqa: F401
 
-__all__ = ["AudioInfo", "ImageInfo", "MAX_AUDIO_SECONDS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE",
-           "check_file", "check_sample_rate", "load_audio", "load_image", "looks_like_text",
-           "media_note", "normalize_text", "probe_audio", "probe_image", "resample",
-           "resample_factors", "to_8bit"]
+# `load_image(draft_for=S)` keeps both sides of a JPEG >= this x S: at 1x the nearest
+# DCT scale cost one of 41 wallpaper photos cosine 0.955 after the resize to 224; at 2x the
+# minimum was 0.995 (docs/RESULTS.md §1)
+JPEG_DRAFT_FACTOR = 2
+
+__all__ = ["AudioInfo", "ImageInfo", "JPEG_DRAFT_FACTOR", "MAX_AUDIO_SECONDS", "MAX_IMAGE_PIXELS",
+           "MIN_IMAGE_SIDE", "check_file", "check_sample_rate", "load_audio", "load_image",
+           "looks_like_text", "media_note", "normalize_text", "probe_audio", "probe_image",
+           "resample", "resample_factors", "to_8bit"]
 
 
 @dataclass(frozen=True)
@@ -148,14 +153,22 @@ def _to_rgb(im, path: Path):
 
 
 def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
-               min_side: int = MIN_IMAGE_SIDE):
+               min_side: int = MIN_IMAGE_SIDE, draft_for: int | None = None):
     """Decode an image file (its first frame) to an RGB ``PIL.Image``, honouring EXIF
-    orientation; transparent pixels become white. Raises `DecodeError` for unusable files."""
+    orientation; transparent pixels become white. Raises `DecodeError` for unusable files.
+
+    ``draft_for``: the side the caller will resize the image down to (at most). A JPEG is then
+    decoded by libjpeg at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``) as long as
+    both sides stay at least ``JPEG_DRAFT_FACTOR`` times that side, which is 2-3x faster on
+    camera-sized baseline JPEGs (docs/RESULTS.md §1); other formats decode in full."""
     from PIL import Image, ImageOps
 
     path = Path(path)
     try:
         with _open_checked(path, max_pixels, min_side) as im:
+            if draft_for and im.format == "JPEG":
+                side = JPEG_DRAFT_FACTOR * int(draft_for)
+                im.draft(im.mode, (side, side))
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb(im, path)

@@ -24,7 +24,8 @@ from polymodal.data.loaders import check_file
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.features.cache.features import FeatureSet, check_replaceable, feature_folder
 from polymodal.features.cache.store import FeatureStore, FileHasher, default_cache_dir, text_digest
-from polymodal.features.encode_loop import encode_modality, same_bytes
+from polymodal.features.decode_pool import DECODE, DEFAULT_DECODE, same_bytes
+from polymodal.features.encode_loop import encode_modality
 from polymodal.features.encode_output import WRITE_ROWS, write_folder, write_frames
 from polymodal.features.encode_report import EncodeResult, ModalityStats, row_order
 from polymodal.features.encoders import DEFAULT_ENCODERS, Encoder, build_encoder
@@ -72,7 +73,8 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                     columns: dict[str, str] | None = None,
                     modalities: Sequence[str] | None = None, backend: str = "auto",
                     precision: str = "auto", engine: Any = "local",
-                    engine_options: dict[str, Any] | None = None) -> EncodeResult:
+                    engine_options: dict[str, Any] | None = None,
+                    decode: str | None = None) -> EncodeResult:
     """Encode ``modalities`` (default: every modality) of a manifest into ``out`` (see
     `FeatureSet` for the layout), reusing and filling the content-addressed cache in
     ``cache_dir``. ``encoders`` overrides the default encoder of the modalities it names;
@@ -80,13 +82,19 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
     ``engine``: ``"local"`` (a thread pool here), ``"ray"`` (Ray Data actors,
     `polymodal.features.engines.ray_engine`; ``engine_options``: ``address``, ``actors``,
     ``num_cpus_per_actor``) or a built engine (`EncodeEngine`); every engine writes the same
-    folder and the same cache.
+    folder and the same cache. ``decode``: ``"threads"`` or ``"processes"`` (``workers`` of
+    them decode images for the local engine; `polymodal.features.encode_loop`; default
+    ``DEFAULT_DECODE``).
 
     ``out`` is written as a unit (`feature_folder`): an encode that fails or is killed leaves
     the previous folder as it was, never a mix of old and new files."""
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, columns=columns)
     out = Path(out)
+    if decode is not None and decode not in DECODE:
+        raise UsageError(f"--decode {decode}: choose from {', '.join(DECODE)}")
+    if decode is not None and engine not in (None, "local"):
+        raise UsageError("--decode is an option of --engine local")
     check_replaceable(out)  # before any work: never replace a folder holding other things
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     run_on = get_engine(engine, progress, cache, engine_options)  # before any model loads
@@ -108,7 +116,8 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
                 try:
                     bs = batch_size or getattr(enc, "batch_size", 32)
                     stats[m] = encode_modality(manifest, m, enc, store, hasher, stage, bs,
-                                               workers, progress, skipped, notes, run_on)
+                                               workers, progress, skipped, notes, run_on,
+                                               decode or DEFAULT_DECODE)
                     frames = (write_frames(stage, manifest, m, enc, hasher)
                               if hasattr(enc, "frame_vectors") else {})
                 finally:

@@ -2,7 +2,10 @@
 
 Each cell (an image, an audio file, one caption) is keyed by encoder id + content digest. Cells
 already in the feature store (and passing its verification) are copied, the rest are decoded in
-a thread pool, encoded in batches and stored, each batch committed to the cache as it is done.
+a thread pool or in worker processes (``decode="processes"``: `decode_processes`, for encoders
+whose ``preparer()`` is a picklable, torch-free callable), at most a few batches ahead of the
+model (a bounded queue), encoded in batches and stored, each batch committed to the cache as it
+is done.
 Media files pass the same checks as ``validate`` (`check_file` before hashing, then the loaders'
 header limits), with the same reasons; a bad cell is appended to ``skipped`` and the run goes on.
 """
@@ -18,12 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from polymodal.core.errors import DecodeError, PolymodalError, Problem
+from polymodal.core.errors import DecodeError, Problem
 from polymodal.data.cells import text_problem
 from polymodal.data.loaders import check_file
 from polymodal.data.manifest import Manifest
 from polymodal.data.validate import media_label
-from polymodal.features.cache.store import FeatureStore, FileHasher, file_digest, text_digest
+from polymodal.features.cache.store import FeatureStore, FileHasher, text_digest
+from polymodal.features.decode_pool import decode_cell, decode_processes
 from polymodal.features.encode_output import WRITE_ROWS, write_matrix
 from polymodal.features.encode_report import ModalityStats, note_cells
 from polymodal.features.encoders import Encoder
@@ -69,32 +73,12 @@ def _verified(store: FeatureStore, keys: Sequence[str], dim: int) -> set[str]:
     return good
 
 
-def same_bytes(path: Any, key: str) -> bool:
-    """Whether the file still holds the bytes its key was computed from: checked after it is
-    decoded, so a vector is always stored under the digest of the bytes it was made from (a file
-    changed since it was hashed must not give the old content's key a new vector)."""
-    try:
-        return file_digest(path) == key
-    except OSError:
-        return False
-
-
 def prepare_cell(encoder: Encoder, item: Any, key: str, root: Path | None
                  ) -> tuple[Any, str | None]:
     """``(decoded item, None)``, or ``(None, reason)`` for a cell that cannot be used, with
     the reason ``skipped.jsonl`` gives (files named as validate names them, relative to
     ``root``). Never raises: a batch job keeps going."""
-    try:
-        x = encoder.prepare(item)
-        if encoder.modality != "text" and not same_bytes(item, key):
-            return None, "the file changed during the encode (re-run to encode it)"
-        return x, None
-    except DecodeError as e:
-        return None, f"{media_label(Path(item), root)}: {e.reason}"
-    except PolymodalError as e:
-        return None, getattr(e, "reason", str(e))
-    except Exception as e:  # a batch job keeps going; report the cell
-        return None, f"unexpected {type(e).__name__}: {e}"
+    return decode_cell(encoder.prepare, encoder.modality, item, key, root)
 
 
 # An engine other than the local thread pool: ``engine(encoder, cells, batch_size, root,
@@ -108,11 +92,13 @@ EncodeEngine = Callable[[Encoder, list, int, "Path | None", Callable, Callable],
 def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: FeatureStore,
                     hasher: FileHasher, out: Path, batch_size: int, workers: int,
                     progress: bool, skipped: list[Problem], notes: list[Problem],
-                    engine: EncodeEngine | None = None) -> ModalityStats:
+                    engine: EncodeEngine | None = None, decode: str = "threads"
+                    ) -> ModalityStats:
     """Encode the ``modality`` cells of ``manifest`` through ``store`` and write
     ``out/<modality>.npy`` + ``out/<modality>_rows.npy``; bad cells are appended to ``skipped``,
     cells used in part to ``notes``. ``engine``: who decodes and encodes the cells not in the
-    cache (default: a thread pool here; `EncodeEngine`)."""
+    cache (default: ``workers`` decoding threads here, or processes with ``decode="processes"``
+    where the encoder has a ``preparer()``; `EncodeEngine`)."""
     t0 = time.perf_counter()
     stats = ModalityStats(encoder=encoder.name)
     cells = _cells(manifest, modality)
@@ -190,21 +176,28 @@ def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: 
             vec = encoder.encode_prepared([x for _, x in batch]).float().cpu().numpy()
         commit([k for k, _ in batch], vec)
 
+    def run_all(decoded: Iterator[tuple[str, Any, str | None]]) -> None:
+        batch: list[tuple[str, Any]] = []
+        for k, x, err in decoded:
+            if err is not None:
+                reject(k, err)
+                continue
+            batch.append((k, x))
+            if len(batch) >= batch_size:
+                run_batch(batch)
+                batch = []
+        if batch:
+            run_batch(batch)
+
+    preparer = getattr(encoder, "preparer", None)
     if engine is not None:  # another engine decodes and encodes; the cache is written here
         engine(encoder, [(k, todo[k]) for k in order], batch_size, manifest.root, commit, reject)
-    else:
+    elif decode == "processes" and preparer is not None and len(order) > 1:
+        run_all(decode_processes(preparer(), modality, [(k, todo[k]) for k in order],
+                                 manifest.root, workers, depth=batch_size * 2))
+    else:  # threads (also for encoders without a picklable preparer, e.g. text)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            batch: list[tuple[str, Any]] = []
-            for k, x, err in _prefetch(pool, prepare, order, depth=batch_size * 4):
-                if err is not None:
-                    reject(k, err)
-                    continue
-                batch.append((k, x))
-                if len(batch) >= batch_size:
-                    run_batch(batch)
-                    batch = []
-            if batch:
-                run_batch(batch)
+            run_all(_prefetch(pool, prepare, order, depth=batch_size * 4))
     bar.close()
     stats.encoded = len(order) - len(bad_keys)
     where |= set(todo) - set(bad_keys)

@@ -31,7 +31,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
                           progress=not a.quiet, columns=pairs(a.column, "--column"),
                           backend=a.backend, precision=a.precision, engine=a.engine,
                           engine_options={"address": a.address, "actors": a.actors,
-                                          "num_cpus_per_actor": a.num_cpus_per_actor})
+                                          "num_cpus_per_actor": a.num_cpus_per_actor},
+                          decode=a.decode)
     print(res.table())
     print(f"rows: {res.rows}  written to: {res.out}")
     print_row_report(res.warnings, res.skipped, res.out / "skipped.jsonl")

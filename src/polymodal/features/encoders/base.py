@@ -106,13 +106,30 @@ def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
     base_id, resolved = split_backend_id(expected_id or "")
     backend, precision = resolved or (legacy_backend(chosen) if expected_id else ("auto", "auto"))
     enc = build_encoder(chosen, modality=modality, backend=backend, precision=precision,
-                        cache_dir=cache_dir)
+                        cache_dir=cache_dir, **compat_options(chosen, expected_id))
     got, want = (enc.id, expected_id) if resolved else (split_backend_id(enc.id)[0], base_id)
     if expected_id and expected_id != chosen and got != want:
         raise PolymodalError(f"{where}: its {modality} features were made by encoder "
                              f"'{expected_id}', but '{chosen}' now gives '{enc.id}'; re-fit the "
                              f"run to use it with this polymodal")
     return enc
+
+
+def compat_options(name: str, expected_id: str | None) -> dict[str, Any]:
+    """Options that rebuild encoder ``name`` as ``expected_id`` (from an older polymodal)
+    names it: an image id without ``|jpeg=`` decoded every JPEG in full (``jpeg_draft=False``,
+    `polymodal.data.image_input`), so a run fitted before JPEG drafting keeps its encoding."""
+    if not expected_id or "|jpeg=" in expected_id:
+        return {}
+    return full_decode_options(name)
+
+
+def full_decode_options(name: str) -> dict[str, Any]:
+    """``{"jpeg_draft": False}`` for an encoder that takes that option, else ``{}``."""
+    from polymodal.features.encoders.registry import ENCODERS, parse_encoder_name
+
+    entry = parse_encoder_name(name)[0].name
+    return {"jpeg_draft": False} if "jpeg_draft" in ENCODERS.options(entry) else {}
 
 
 def legacy_backend(name: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """``pixels`` / ``pixels:<side>``: the image itself as a small pixel array (no weights).
 
 Each image is converted to RGB, resized to ``side`` x ``side`` (default 75; box filter when
-shrinking, so thin shapes keep their colour mass) and flattened channel-first: the vector is
+shrinking, so thin shapes keep their colour mass; JPEGs decoded at a reduced DCT scale that
+keeps both sides >= 2 x side, `polymodal.data.image_input`) and flattened channel-first: the vector is
 ``[3, side, side]`` in C order with values in [0, 1]. The id records that layout
 (``pixels|size=S|layout=chw|scale=1/255``) and ``shape`` holds ``(3, S, S)``, so a spatial
 fusion (``film``, ``relation``) can fold the vector back into an image and train its own CNN on
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from polymodal.core.errors import UsageError
-from polymodal.data.loaders import load_image
+from polymodal.data.image_input import SquareInput
 from polymodal.features.encoders.base import encode_items
 
 DEFAULT_SIDE = 75
@@ -49,25 +50,24 @@ class PixelsEncoder:
     backends: dict = {}  # no model
     batch_size = 256
 
-    def __init__(self, side: str | int | None = None):
+    def __init__(self, side: str | int | None = None, jpeg_draft: bool = True):
         self.side = parse_side(side)
+        self.input = SquareInput(self.side, "box", jpeg_draft)
         self.name = "pixels" if side in (None, "") else f"pixels:{self.side}"
         self.shape = (3, self.side, self.side)
         self.dim = 3 * self.side * self.side
 
     @property
     def id(self) -> str:
-        return f"pixels|size={self.side}|layout=chw|scale=1/255"
+        return f"pixels|size={self.side}|layout=chw|scale=1/255{self.input.id}"
 
     def prepare(self, item: Any) -> np.ndarray:
-        from PIL import Image
+        """Decode + box-resize one image (a path or a PIL image) -> ``uint8 [S, S, 3]``."""
+        return self.input(item)
 
-        image = item if hasattr(item, "convert") else load_image(item)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        if image.size != (self.side, self.side):
-            image = image.resize((self.side, self.side), Image.Resampling.BOX)
-        return np.asarray(image, dtype=np.uint8)
+    def preparer(self) -> SquareInput:
+        """`prepare` as a picklable, torch-free callable (for decode processes)."""
+        return self.input
 
     def encode_prepared(self, batch: Sequence[np.ndarray]) -> torch.Tensor:
         if not len(batch):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from polymodal.data import limits
-from polymodal.features.encoders.base import encode_items
+from polymodal.features.encoders.base import encode_items, full_decode_options
 
 
 @dataclass
@@ -57,8 +57,10 @@ class FramesEncoder:
         _check_args(float(fps) if scene is None else None,
                     None if scene is None else float(scene), int(max_frames))
         self.fps, self.scene, self.max_frames = float(fps), scene, int(max_frames)
+        # frames arrive decoded, never as JPEG files: the image id stays the full-decode one
         self.image = build_encoder(image, modality="image", backend=backend,
-                                   precision=precision, cache_dir=cache_dir)
+                                   precision=precision, cache_dir=cache_dir,
+                                   **full_decode_options(image))
         self.name = f"frames:{image}"
         self.dim = int(self.image.dim)
         self.cache = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -70,21 +70,19 @@ def _normalize_text(text: str) -> str:
     return normalize_text(text)
 
 
-def image_input(paths: Sequence[str], side: int) -> np.ndarray:
-    """Images -> ``float32 [B, 3, side, side]``: `load_image` (RGB, EXIF, white behind
-    transparency), bilinear resize of the whole image, ``(x - 127) / 128``."""
-    from PIL import Image
+def image_input(paths: Sequence[str], side: int, jpeg_draft: bool = False) -> np.ndarray:
+    """Images -> ``float32 [B, 3, side, side]``: the run's `SquareInput` (RGB, EXIF, white
+    behind transparency, bilinear resize of the whole image; JPEG drafting when the encoder id
+    names it), then ``(x - 127) / 128``."""
+    from polymodal.data.image_input import SquareInput
 
-    from polymodal.data.loaders import load_image
-
+    prep = SquareInput(int(side), "bilinear", jpeg_draft)
     arrays = []
     for p in paths:
         try:
-            im = load_image(p)
+            arrays.append(prep(p))
         except DecodeError as e:
             raise PolymodalError(f"query image {e.path}: {e.reason}") from None
-        arrays.append(np.asarray(im.convert("RGB").resize((side, side),
-                                                           Image.Resampling.BILINEAR), np.uint8))
     x = np.stack(arrays).astype(np.float32).transpose(0, 3, 1, 2)
     return np.ascontiguousarray((x - IMAGE_MEAN) / IMAGE_STD)
 
@@ -100,7 +98,8 @@ class ExportedEncoder:
 
     def encode(self, items: Sequence[str]) -> np.ndarray:
         if self.modality == "image":
-            return self.session.run(None, {"pixels": image_input(items, int(self.spec["size"]))})[0]
+            x = image_input(items, int(self.spec["size"]), "|jpeg=" in self.spec["id"])
+            return self.session.run(None, {"pixels": x})[0]
         encs = self.tokenizer.encode_batch([_normalize_text(t) for t in items])
         width = max(len(e.ids) for e in encs)
         ids = np.zeros((len(encs), width), np.int64)
