@@ -2,7 +2,7 @@
 consumes: the ``prepare`` step of ``efficientnet-lite0`` and ``pixels``.
 
 `SquareInput` is a small frozen dataclass, torch-free and picklable, so that decode processes
-(``encode --decode processes``, `polymodal.features.encode_loop`) can run it without building
+(``encode --decode processes``, `polymodal.features.decode_pool`) can run it without building
 the model. Its `id` is the part of the encoder id that names the preprocessing.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ from polymodal.data.loaders import JPEG_DRAFT_FACTOR, load_image
 
 NATIVE = "native"
 NATIVE_MIN, NATIVE_MAX = 64, 224
-RESAMPLE = ("bilinear", "box")
 
 
 def native_side(width: int, height: int, min_side: int = NATIVE_MIN,

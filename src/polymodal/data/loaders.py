@@ -40,7 +40,7 @@ from polymodal.data.headers import image_size as _header_size
 from polymodal.data.limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE  # noqa: F401
 
 # `load_image(draft_for=S)` keeps both sides of a JPEG >= this x S: at 1x the nearest
-# DCT scale cost one of 41 wallpaper photos cosine 0.955 after the resize to 224; at 2x the
+# DCT scale cost one of 41 JPEG photos cosine 0.955 after the resize to 224; at 2x the
 # minimum was 0.995 (docs/RESULTS.md §1)
 JPEG_DRAFT_FACTOR = 2
 
@@ -159,8 +159,8 @@ def load_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS,
 
     ``draft_for``: the side the caller will resize the image down to (at most). A JPEG is then
     decoded by libjpeg at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``) as long as
-    both sides stay at least ``JPEG_DRAFT_FACTOR`` times that side, which is 2-3x faster on
-    camera-sized baseline JPEGs (docs/RESULTS.md §1); other formats decode in full."""
+    both sides stay at least ``JPEG_DRAFT_FACTOR`` times that side (1.92x the encode rate on
+    camera-sized photos, docs/RESULTS.md §1); other formats decode in full."""
     from PIL import Image, ImageOps
 
     path = Path(path)

@@ -49,11 +49,6 @@ def decode_cell(prepare: Callable[[Any], Any], modality: str, item: Any, key: st
         return None, f"unexpected {type(e).__name__}: {e}"
 
 
-DECODE = ("threads", "processes")
-DEFAULT_DECODE = "threads"
-CRASHED = "the decoder crashed on this file (its decoding process died)"
-
-
 def _decode_keyed(prepare: Callable, modality: str, key: str, item: Any, root: Path | None
                   ) -> tuple[str, Any, str | None]:
     return (key, *decode_cell(prepare, modality, item, key, root))

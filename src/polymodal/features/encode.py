@@ -83,7 +83,7 @@ def encode_manifest(manifest: str | Path | Manifest, out: str | Path,
     `polymodal.features.engines.ray_engine`; ``engine_options``: ``address``, ``actors``,
     ``num_cpus_per_actor``) or a built engine (`EncodeEngine`); every engine writes the same
     folder and the same cache. ``decode``: ``"threads"`` or ``"processes"`` (``workers`` of
-    them decode images for the local engine; `polymodal.features.encode_loop`; default
+    them decode images for the local engine; `polymodal.features.decode_pool`; default
     ``DEFAULT_DECODE``).
 
     ``out`` is written as a unit (`feature_folder`): an encode that fails or is killed leaves

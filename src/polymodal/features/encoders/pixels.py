@@ -2,8 +2,8 @@
 
 Each image is converted to RGB, resized to ``side`` x ``side`` (default 75; box filter when
 shrinking, so thin shapes keep their colour mass; JPEGs decoded at a reduced DCT scale that
-keeps both sides >= 2 x side, `polymodal.data.image_input`) and flattened channel-first: the vector is
-``[3, side, side]`` in C order with values in [0, 1]. The id records that layout
+keeps both sides >= 2 x side, `polymodal.data.image_input`) and flattened channel-first: the
+vector is ``[3, side, side]`` in C order with values in [0, 1]. The id records that layout
 (``pixels|size=S|layout=chw|scale=1/255``) and ``shape`` holds ``(3, S, S)``, so a spatial
 fusion (``film``, ``relation``) can fold the vector back into an image and train its own CNN on
 it end to end. Meant for small synthetic images (Sort-of-CLEVR): the dimension grows as 3 S².
