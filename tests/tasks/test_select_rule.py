@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from polymodal.data.datasets import sample_path
 from polymodal.data.manifest import read_manifest
@@ -40,7 +41,7 @@ def test_small_val_cross_validates_closed_form_settings_and_keeps_one_se_choice(
     c, model, info, rec = select.select_model(cfg(), data, tmp_path, train=None,
                                               candidates=select.CLOSED)
     assert rec["closed_form_settings_by"].startswith(f"{select.CV_FOLDS}-fold CV")
-    assert rec["chosen"] in select.CLOSED and c.loss in ("mse", "cca")
+    assert rec["chosen"] in select.CLOSED and c.loss in ("mse", "cca", "auto")
     by = {r["name"]: r for r in rec["candidates"]}
     grid = select.settings("ridge", cfg(), data)  # recomputed for ridge (CCA: slower)
     cv, rows = select.cv_scores("ridge", grid, data, 0)
@@ -51,16 +52,23 @@ def test_small_val_cross_validates_closed_form_settings_and_keeps_one_se_choice(
     assert by["ridge"]["cv_score"] == pytest.approx(cv[first].mean(), abs=1e-4)
     # CV scores every train+val query in both directions once, grouped by manifest row
     assert len(cv[first]) == 2 * (len(data.pairs("train")[0]) + n_val) == len(rows)
+    keep = {n: by[n]["settings"] for n in select.PURE}
     for name in select.CLOSED:  # every setting scored; the kept one within one SE of the best
         tried, se = by[name]["settings_tried"]["tried"], by[name]["settings_tried"]["one_se"]
         assert [{k: t[k] for k in by[name]["settings"]} for t in tried] == \
-            select.settings(name, cfg(), data)
+            select.settings(name, cfg(), data, keep)
         kept = next(t["score"] for t in tried if all(t[k] == v for k, v in
                                                      by[name]["settings"].items()))
         assert kept >= max(t["score"] for t in tried) - se - 1e-4
-    # the closed-form winner is the better family on CV, and it is the returned model
+    # the better pure family on CV, or the blend of its kept settings if better by > one SE;
+    # the chosen one is the returned model
+    assert {k: by[select.BLEND]["settings"][k] for k in ("alpha", "components", "reg")} == \
+        {**keep["ridge"], **keep["cca"]}
     cv_of = {n: by[n]["cv_score"] for n in select.CLOSED}
-    assert rec["chosen"] == max(select.CLOSED, key=lambda n: (cv_of[n], n == "ridge"))
+    pure = max(select.PURE, key=lambda n: (cv_of[n], n == "ridge"))
+    d = rec["decision"]
+    assert d["blend_difference"] == pytest.approx(cv_of[select.BLEND] - cv_of[pure], abs=2e-4)
+    assert rec["chosen"] == (select.BLEND if d["blend_difference"] > d["blend_one_se"] else pure)
     val, _ = select.val_score(model, data)
     assert val.mean() == pytest.approx(by[rec["chosen"]]["val_score"], abs=1e-4)
 
@@ -84,6 +92,35 @@ def test_trained_candidate_within_one_se_loses_to_closed_form(data):
         assert name == want, decision
         assert decision["one_se"] == pytest.approx(se, abs=1e-4)
         assert decision["val_difference"] == pytest.approx(gain, abs=1e-4)
+
+
+def test_blend_scores_the_weighted_cosines_and_must_beat_its_members_by_one_se(data):
+    """The ridge-cca blend's dot product is w x the ridge cosine + (1 - w) x the CCA cosine;
+    `decide` takes it over the better pure family only beyond one paired SE."""
+    from polymodal.nn.dual_encoder import AlignModel
+
+    ridge, cca = select.ridge_model(data, 1.0), select.cca_model(data, 32, 1e-3)
+    q, t = data.side_split(data.query, "test").x, data.side_split(data.target, "test").x
+
+    def sim(m):
+        return m.embed_numpy(q, "query") @ m.embed_numpy(t, "target").T
+    blend = select.blend_fit(ridge, cca, 0.25)
+    assert np.abs(sim(blend) - (0.25 * sim(ridge) + 0.75 * sim(cca))).max() < 1e-5
+    assert np.allclose(np.linalg.norm(blend.embed_numpy(q, "query"), axis=1), 1, atol=1e-5)
+    again = AlignModel(blend.specs, {"query": torch.zeros(q.shape[1]),
+                                     "target": torch.zeros(t.shape[1])}, {})
+    again.load_state_dict(blend.state_dict())  # as `load_run` rebuilds it from the run folder
+    assert np.array_equal(sim(again), sim(blend))
+    r = select.val_score(ridge, data)[0]
+    spread = (select.val_score(cca, data)[0] - r) - (select.val_score(cca, data)[0] - r).mean()
+    rows = select.val_clusters(data)
+    se = select.paired_se(r + spread, r, rows)
+    for gain, want in ((0.5 * se, "ridge"), (2 * se, select.BLEND)):
+        found = {"ridge": (r, None, None, {}, r), "cca": (r - 0.1, None, None, {}, r - 0.1),
+                 select.BLEND: (r, None, None, {}, r + spread + gain)}
+        name, decision = select.decide(found, rows)
+        assert name == want, decision
+        assert decision["blend_one_se"] == pytest.approx(se, abs=1e-4)
 
 
 def test_baseline_settings_reproduce_the_baselines(data):

@@ -21,12 +21,24 @@ def _build_aligner(spec: dict) -> nn.Module:
 class AlignModel(nn.Module):
     """Two projection heads into one space (+ learnable loss scalars). Inputs are centred with
     the training means. A head spec ``{"kind": "identity"}`` keeps that side's features; a spec
-    ``"aligner"`` (deep CCA or autoencoder) maps both sides instead of the heads."""
+    ``"aligner"`` (deep CCA or autoencoder) maps both sides instead of the heads. A spec
+    ``{"members": [spec, ...], "weights": [w, ...]}`` is a blend: each member an AlignModel of
+    its own (own means), its unit vectors scaled by ``sqrt(w)`` and concatenated, so a dot
+    product is the ``w``-weighted sum of the members' cosines (weights sum to 1: still unit
+    vectors)."""
 
     def __init__(self, specs: dict[str, dict], means: dict[str, torch.Tensor],
                  scalars: dict[str, float]):
         super().__init__()
         self.specs = specs
+        self.members = nn.ModuleList(AlignModel(sp, {s: torch.zeros_like(m) for s, m in
+                                                     means.items()}, {})
+                                     for sp in specs.get("members", ()))
+        w = specs.get("weights", ())
+        if len(w) != len(self.members) or (w and abs(sum(w) - 1) > 1e-6):
+            raise ValueError(f"a blend needs one weight per member, summing to 1: {list(w)}")
+        self.register_buffer("blend", torch.tensor([float(v) for v in w]).sqrt(),
+                             persistent=False)
         self.heads = nn.ModuleDict({s: (nn.Identity() if sp["kind"] == "identity" else
                                         build_head(**sp)) for s, sp in specs.items()
                                     if s in ("query", "target")})
@@ -44,6 +56,9 @@ class AlignModel(nn.Module):
         """L2-normalised shared-space vectors for ``side`` ("query" or "target"). ``x``
         ``[N, d]``, or padded frames ``[N, F, d]`` with ``mask`` ``[N, F]``: pooled first by the
         side's `AttentionPool` (the masked mean when it has none)."""
+        if len(self.members):
+            return torch.cat([b * m.embed(x, side, mask) for b, m in
+                              zip(self.blend, self.members)], -1)
         if x.dim() == 3:
             x = self.pools[side](x, mask) if side in self.pools else masked_mean(x, mask)
         if self.aligner is not None:  # deep CCA / autoencoder: both share this interface

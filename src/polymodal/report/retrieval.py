@@ -162,12 +162,17 @@ def retrieval_report(run_dir: str | Path, out: str | Path, n_examples: int = 6) 
                              ) from None
     base = json.loads((root / "baselines.json").read_text()) if (root / "baselines.json"
                                                                   ).is_file() else {}
-    parts = [f"<p>{cfg.query} → {cfg.target}, loss <b>{html.escape(cfg.loss)}</b>, head "
+    try:  # --loss auto: the candidate it chose
+        chosen = json.loads((root / "selection.json").read_text()).get("chosen")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    method = f"auto: {chosen}" if chosen else cfg.loss
+    parts = [f"<p>{cfg.query} → {cfg.target}, loss <b>{html.escape(method)}</b>, head "
              f"{cfg.head}, dim {cfg.dim}; manifest <code>{html.escape(cfg.manifest)}</code>; "
              f"relevance: {html.escape(cfg.relevance)}; index: {len(run.index)} "
              f"{cfg.target} vectors.</p>",
              "<div class='plots'><div><h2>Test metrics</h2>" +
-             _metrics_table(metrics, base, cfg.loss) + "</div><div><h2>Run</h2>" +
+             _metrics_table(metrics, base, method) + "</div><div><h2>Run</h2>" +
              _run_facts(root) + "</div></div>",
              "<p>R@K: share of queries with a correct answer in the top K; MedR: median rank "
              "of the first correct answer (lower is better); mAP: mean average precision.</p>"]

@@ -6,6 +6,10 @@ Candidates, in order (closed-form first, then trained):
 - ``ridge``: ridge regression of the query onto the target features (the ``ridge`` baseline),
   stored as an ``mse`` regression with a linear head, solved in closed form;
 - ``cca``: linear CCA (the ``cca`` baseline, plus the fit's own component rule);
+- ``ridge-cca``: a blend of the two (a closed-form ensemble, as AutoGluon's weighted ensemble
+  of its models): the similarity is ``w`` times the ridge cosine plus ``1 - w`` times the CCA
+  cosine, with the ridge and CCA settings kept above and ``w`` in ``BLEND_WEIGHTS``; one
+  AlignModel of two members (`polymodal.nn.dual_encoder`), stored with ``loss: auto``;
 - ``infonce``, ``siglip``, ``autoencoder``: trained as ``--loss NAME`` would train them, each in
   ``RUN/selection/NAME/`` (its own train_log / checkpoint).
 
@@ -20,7 +24,9 @@ queries are one draw, not several). The rule:
    than ``CV_BELOW`` pairs, by ``CV_FOLDS``-fold cross-validation on train ∪ val (folds by manifest
    row; every fold fitted on the others); within a family the first setting in its order (the
    baseline's own settings first) whose score is within one SE of the family's best is kept;
-2. the closed-form candidate is the better of ridge and CCA on that same score;
+2. the closed-form candidate is the better of ridge and CCA on that same score, replaced by the
+   blend only if the blend beats it by more than one SE on the same queries (a blend of two
+   models is the less simple one);
 3. the trained candidate is the best trained one on the val pairs; it is chosen only if it beats
    the closed-form candidate (fitted on train, scored on val) by more than one SE (one-standard-
    error rule: prefer the simpler, closed-form model unless the difference is beyond noise).
@@ -42,12 +48,15 @@ from polymodal.core.atomic import atomic_write_text
 from polymodal.core.errors import PolymodalError
 from polymodal.core.runfolder import RunFolder
 from polymodal.nn.dual_encoder import AlignModel
-from polymodal.tasks.retrieval.config import RetrievalConfig
+from polymodal.tasks.retrieval.config import AUTO, RetrievalConfig
 from polymodal.tasks.retrieval.data import PairedData, Side
 from polymodal.train import dist
 
 TRAINED = ("infonce", "siglip", "autoencoder")
-CLOSED = ("ridge", "cca")
+BLEND = "ridge-cca"
+PURE = ("ridge", "cca")
+CLOSED = PURE + (BLEND,)
+BLEND_WEIGHTS = (0.5, 0.25, 0.75)  # the ridge share of the blended cosine, in preference order
 CANDIDATES = CLOSED + TRAINED
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 0.1)  # the baseline's alpha (1.0) first
 CCA_REGS = (1e-3, 1e-1)  # the baseline's reg first
@@ -152,6 +161,16 @@ def cca_fits(X: np.ndarray, Y: np.ndarray, ks: list[int], reg: float) -> list[Al
     return out
 
 
+def blend_fit(ridge: AlignModel, cca: AlignModel, weight: float) -> AlignModel:
+    """``weight`` x the ridge cosine + ``1 - weight`` x the CCA cosine, as one AlignModel."""
+    means = {s: getattr(ridge, f"mean_{s}") for s in ("query", "target")}
+    model = AlignModel({"members": [ridge.specs, cca.specs], "weights": [weight, 1 - weight]},
+                       means, {})
+    for mine, theirs in zip(model.members, (ridge, cca)):
+        mine.load_state_dict(theirs.state_dict())
+    return model
+
+
 def _xy(data: PairedData, qi: np.ndarray, tj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return data.query.x[qi].astype(np.float64), data.target.x[tj].astype(np.float64)
 
@@ -173,10 +192,14 @@ def cca_components(cfg: RetrievalConfig, data: PairedData) -> list[int]:
     return list(dict.fromkeys(min(k, dmax) for k in ks))
 
 
-def settings(name: str, cfg: RetrievalConfig, data: PairedData) -> list[dict]:
-    """A closed-form family's settings, in preference order (the baseline's first)."""
+def settings(name: str, cfg: RetrievalConfig, data: PairedData, kept: dict | None = None
+             ) -> list[dict]:
+    """A closed-form family's settings, in preference order (the baseline's first); the blend's
+    are the ridge and CCA settings ``kept`` (by name) with each of ``BLEND_WEIGHTS``."""
     if name == "ridge":
         return [{"alpha": a} for a in RIDGE_ALPHAS]
+    if name == BLEND:
+        return [{**kept["ridge"], **kept["cca"], "weight": w} for w in BLEND_WEIGHTS]
     return [{"components": k, "reg": r} for k in cca_components(cfg, data) for r in CCA_REGS]
 
 
@@ -184,6 +207,10 @@ def _fit_grid(name: str, grid: list[dict], X: np.ndarray, Y: np.ndarray) -> list
     """A model per setting of ``grid`` (CCA: one fit per regularisation)."""
     if name == "ridge":
         return [ridge_fit(X, Y, s["alpha"]) for s in grid]
+    if name == BLEND:  # one ridge and one CCA fit (the kept settings), blended per weight
+        s0 = grid[0]
+        r, c = ridge_fit(X, Y, s0["alpha"]), cca_fit(X, Y, s0["components"], s0["reg"])
+        return [blend_fit(r, c, s["weight"]) for s in grid]
     models: dict[int, AlignModel] = {}
     for reg in dict.fromkeys(s["reg"] for s in grid):
         idx = [i for i, s in enumerate(grid) if s["reg"] == reg]
@@ -194,6 +221,8 @@ def _fit_grid(name: str, grid: list[dict], X: np.ndarray, Y: np.ndarray) -> list
 def _update(name: str, s: dict, data: PairedData) -> dict:
     if name == "ridge":
         return {"loss": "mse", "head": "linear", "dim": data.target.x.shape[1]}
+    if name == BLEND:  # no single registered method: the run keeps loss auto
+        return {"loss": AUTO}
     return {"loss": "cca", "dim": s["components"]}
 
 
@@ -237,15 +266,17 @@ def one_se(scores: list[np.ndarray], clusters: np.ndarray) -> tuple[int, float]:
     return best, 0.0  # not reached: the best is within 0 of itself
 
 
-def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool):
-    """(per-query scores the family is compared on, settings kept, model on train, tried)."""
-    grid = settings(name, cfg, data)
+def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool,
+                kept: dict | None = None):
+    """(per-query scores the family is compared on, settings kept, model on train, tried,
+    the manifest row of each of those queries)."""
+    grid = settings(name, cfg, data, kept)
     fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
     scored, clusters = (cv_scores(name, grid, data, cfg.train.seed) if use_cv else
                         ([val_score(m, data)[0] for m in fitted], val_clusters(data)))
     tried = [{**s, "score": round(float(sc.mean()), 4)} for s, sc in zip(grid, scored)]
     i, se = one_se(scored, clusters)
-    return scored[i], grid[i], fitted[i], {"tried": tried, "one_se": round(se, 4)}
+    return scored[i], grid[i], fitted[i], {"tried": tried, "one_se": round(se, 4)}, clusters
 
 
 def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Trainer,
@@ -261,6 +292,8 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     use_cv = n_val < CV_BELOW and CV_FOLDS * 2 <= n_val + len(data.pairs("train")[0])
     rows: list[dict] = []
     found: dict[str, tuple] = {}  # name -> (val per-query, cfg, model, info, closed-form score)
+    kept: dict[str, dict] = {}  # closed-form family -> the settings it kept
+    fam_rows = None  # manifest row of each query the closed-form families are scored on
     for name in candidates:
         spent = time.perf_counter() - t0
         if spent >= cfg.select_budget_s and found:  # the cheapest always runs
@@ -268,6 +301,10 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
                          "reason": f"budget {cfg.select_budget_s:g} s spent ({spent:.1f} s)"})
             continue
         c0 = time.perf_counter()
+        if name == BLEND and not all(n in kept for n in PURE):
+            rows.append({"name": name, "status": "skipped",
+                         "reason": "needs both ridge and cca"})
+            continue
         try:
             if name in TRAINED:
                 c = cfg.model_copy(update={"loss": name})
@@ -276,7 +313,8 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
                 found[name] = (sc, c, model, info, None)
                 extra = {"settings": {}}
             else:
-                fam, keep, model, tried = closed_form(name, cfg, data, use_cv)
+                fam, keep, model, tried, fam_rows = closed_form(name, cfg, data, use_cv, kept)
+                kept[name] = keep
                 sc, per = val_score(model, data)
                 found[name] = (sc, cfg.model_copy(update=_update(name, keep, data)), model, {},
                                fam)
@@ -291,7 +329,7 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     if not found:
         raise PolymodalError("model selection: no candidate could be fitted (see "
                              "--select-budget-s)")
-    name, decision = decide(found, val_clusters(data))
+    name, decision = decide(found, val_clusters(data), fam_rows)
     sc, chosen_cfg, model, info, _ = found[name]
     record = {"metric": METRIC, "chosen": name, "chosen_loss": chosen_cfg.loss,
               "val_pairs": n_val, "closed_form_settings_by": (
@@ -308,20 +346,30 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
                                }, record
 
 
-def decide(found: dict[str, tuple], clusters: np.ndarray | None = None) -> tuple[str, dict]:
-    """Steps 2 and 3 of the rule (module docstring) on the fitted candidates."""
-    closed = [n for n in CLOSED if n in found]
+def decide(found: dict[str, tuple], clusters: np.ndarray | None = None,
+           fam_clusters: np.ndarray | None = None) -> tuple[str, dict]:
+    """Steps 2 and 3 of the rule (module docstring) on the fitted candidates; ``clusters``: the
+    manifest row of each val query, ``fam_clusters``: of each query the closed-form families
+    were scored on (CV or val; default ``clusters``)."""
+    closed = [n for n in PURE if n in found]
     trained = [n for n in TRAINED if n in found]
-    c = None
+    c, blend = None, {}
     if closed:  # the better closed-form family on the score its settings were chosen on
         c = max(closed, key=lambda n: (found[n][4].mean(), -closed.index(n)))
+        if BLEND in found:  # the blend only if better than that by more than one SE
+            fam = fam_clusters if fam_clusters is not None else clusters
+            bdiff = float(found[BLEND][4].mean() - found[c][4].mean())
+            bse = paired_se(found[BLEND][4], found[c][4], fam)
+            blend = {"blend_difference": round(bdiff, 4), "blend_one_se": round(bse, 4)}
+            c = BLEND if bdiff > bse else c
     t = max(trained, key=lambda n: (found[n][0].mean(), -trained.index(n))) if trained else None
     if c is None or t is None:
-        return (c or t), {"closed_form": c, "trained": t, "rule": "only one kind fitted"}
+        return (c or t), {"closed_form": c, "trained": t, **blend,
+                          "rule": "only one kind fitted"}
     diff = float(found[t][0].mean() - found[c][0].mean())
     se = paired_se(found[t][0], found[c][0], clusters)
     return (t if diff > se else c), {
-        "closed_form": c, "trained": t, "val_difference": round(diff, 4),
+        "closed_form": c, "trained": t, **blend, "val_difference": round(diff, 4),
         "one_se": round(se, 4), "rule": "trained only if val difference > one SE"}
 
 
@@ -341,6 +389,9 @@ def format_selection(record: dict) -> str:
             lines.append(f"{r['name']:<12} {'-':>7} {'-':>7} {r.get('seconds', 0):>8.1f}  "
                          f"{r['status']}: {r['reason']}")
     d = record.get("decision", {})
+    if "blend_one_se" in d:
+        lines.append(f"{BLEND} - the better of ridge / cca: {d['blend_difference']:+.3f} "
+                     f"(one SE {d['blend_one_se']:.3f}): the blend only if > one SE")
     if "one_se" in d:
         lines.append(f"{d['trained']} - {d['closed_form']} on val: {d['val_difference']:+.3f} "
                      f"(one SE {d['one_se']:.3f}): {d['rule']}")
