@@ -151,6 +151,26 @@ def test_rebuild_uses_the_stored_backend(vectors):
         rebuild_encoder("minilm", "text", legacy.replace("maxlen=256", "maxlen=128"))
 
 
+def test_int8_id_names_its_recipe(vectors):
+    """u8u8 (uint8 weights, x86 without VNNI / AMX) and u8s8 give different vectors: the id
+    names the one this CPU uses, before the backend suffix; a run whose features came from the
+    other recipe cannot be rebuilt silently; an id from before the recipe was named still is."""
+    from polymodal.features.encoders.backends import int8_recipe_id
+    from polymodal.features.encoders.base import rebuild_encoder
+    from polymodal.features.encoders.runtimes import int8_unsigned_weights
+
+    _, ids = vectors
+    here = int8_recipe_id(int8_unsigned_weights())
+    assert ids["onnx", "int8"].endswith(f"|l2{here}|backend=onnx-int8")
+    assert split_backend_id(ids["onnx", "int8"])[1] == ("onnx", "int8")
+    assert all("|int8=" not in ids[k] for k in ids if k != ("onnx", "int8"))
+    other = ids["onnx", "int8"].replace(here, int8_recipe_id(not int8_unsigned_weights()))
+    with pytest.raises(Exception, match="re-fit the run"):
+        rebuild_encoder("minilm", "text", other)
+    old = ids["onnx", "int8"].replace(here, "")
+    assert rebuild_encoder("minilm", "text", old).id == ids["onnx", "int8"]
+
+
 def test_logmel_ignores_backend():
     from polymodal.features.encoders import build_encoder
 

@@ -123,6 +123,24 @@ def test_blend_scores_the_weighted_cosines_and_must_beat_its_members_by_one_se(d
         assert decision["blend_one_se"] == pytest.approx(se, abs=1e-4)
 
 
+def test_cv_folds_keep_the_split_grouping_whole(data, tmp_path):
+    """The sample's val split is one held-out speaker: CV folds on train + val are whole
+    speakers (5 of them: one fold each), as `fit retrieval` passes them to the selection."""
+    groups = select.split_groups(read_manifest(MANIFEST), data)
+    assert groups is not None and groups[0] == "speaker"
+    qi = np.concatenate([data.pairs("train")[0], data.pairs("val")[0]])
+    spk = groups[1][data.query.rows[qi]]
+    fold = select.cv_folds(spk, 0)
+    assert fold.max() + 1 == len(set(spk)) == 5
+    assert all(len(set(fold[spk == s])) == 1 for s in set(spk))
+    assert len({tuple(sorted(set(spk[fold == f]))) for f in range(5)}) == 5  # one speaker each
+    rows = select.cv_folds(data.query.rows[qi], 0)  # without a grouping: rows, 5 folds
+    assert rows.max() + 1 == select.CV_FOLDS and len(set(rows[spk == spk[0]])) > 1
+    _, _, _, rec = select.select_model(cfg(), data, tmp_path, train=None, candidates=("ridge",),
+                                       groups=groups)
+    assert rec["closed_form_settings_by"].endswith("folds by speaker (the split's grouping)")
+
+
 def test_baseline_settings_reproduce_the_baselines(data):
     """The ridge (alpha 1) and CCA (32 components, reg 1e-3) candidates are the baselines:
     the same test R@1 as baselines.json would report."""

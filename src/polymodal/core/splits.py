@@ -110,3 +110,29 @@ def read_splits(path: str | Path) -> dict[str, str]:
             return {r["id"]: r["split"] for r in csv.DictReader(fh)}
     except (OSError, KeyError, csv.Error) as e:
         raise PolymodalError(f"{path}: cannot read splits ({e})") from None
+
+
+def split_grouping(columns: dict[str, Sequence], split: Sequence[str]) -> str | None:
+    """The column the train / val split is grouped by, if one is (FSDD: ``speaker``, val and
+    test each a held-out speaker): ``columns`` maps a name to one value per row. A grouping
+    column has each of its values in one split only, at least 2 values among the train rows and
+    1 among the val rows, and fewer distinct values than half the train + val rows (a grouping,
+    not a key); of several, the coarsest (fewest values). None when no column is one.
+    Cross-validation on train + val must keep such groups whole, or its folds mix what the
+    split keeps apart (`polymodal.tasks.retrieval.select`)."""
+    split = np.asarray(split, dtype=object)
+    keep = np.isin(split, ["train", "val"])
+    best: tuple[int, str] | None = None
+    for name, values in columns.items():
+        v = np.asarray([repr(x) for x in values], dtype=object)[keep]
+        s = split[keep]
+        if len(v) == 0 or any(x == "None" for x in v):
+            continue
+        pairs = set(zip(v.tolist(), s.tolist()))
+        n = len({x for x, _ in pairs})
+        if n != len(pairs) or n * 2 >= len(v):
+            continue  # a value in both splits, or (nearly) one value per row
+        if len({x for x, sp in pairs if sp == "train"}) >= 2 and any(sp == "val" for _, sp in
+                                                                      pairs):
+            best = min(best or (n, name), (n, name))
+    return best[1] if best else None

@@ -73,6 +73,24 @@ def backend_id(resolved: tuple[str, str] | None) -> str:
     return "" if resolved is None else f"|backend={resolved[0]}-{resolved[1]}"
 
 
+INT8_RECIPE_ID = "|int8="  # then u8u8 or u8s8: weights uint8 or int8, activations uint8
+
+
+def int8_recipe_id(unsigned_weights: bool) -> str:
+    """The id component naming an ONNX Runtime int8 model's recipe, ``|int8=u8u8`` (uint8
+    weights: x86 CPUs without VNNI / AMX, `runtimes.int8_unsigned_weights`) or ``|int8=u8s8``;
+    it goes before the backend suffix, which stays last (`split_backend_id`). The two recipes
+    give different vectors, so the feature cache keeps them apart."""
+    return f"{INT8_RECIPE_ID}{'u8u8' if unsigned_weights else 'u8s8'}"
+
+
+def without_int8_recipe(encoder_id: str) -> str:
+    """``encoder_id`` less its int8 recipe component: ids from before the recipe was named."""
+    import re
+
+    return re.sub(r"\|int8=u8[us]8", "", str(encoder_id))
+
+
 def split_backend_id(encoder_id: str) -> tuple[str, tuple[str, str] | None]:
     """``(id without the backend suffix, (backend, precision) or None)`` of an encoder id."""
     base, sep, tail = str(encoder_id).rpartition("|backend=")

@@ -94,7 +94,8 @@ def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
     before backends, whose vectors those are) and checked to give ``expected_id`` again, so
     new inputs are never encoded differently from the training features. One-line
     `PolymodalError` otherwise."""
-    from polymodal.features.encoders.backends import split_backend_id
+    from polymodal.features.encoders.backends import (INT8_RECIPE_ID, split_backend_id,
+                                                      without_int8_recipe)
     from polymodal.features.encoders.registry import build_encoder
 
     scheme, _, arg = (name or "").partition(":")
@@ -108,6 +109,8 @@ def rebuild_encoder(name: str, modality: str, expected_id: str | None = None,
     enc = build_encoder(chosen, modality=modality, backend=backend, precision=precision,
                         cache_dir=cache_dir, **compat_options(chosen, expected_id))
     got, want = (enc.id, expected_id) if resolved else (split_backend_id(enc.id)[0], base_id)
+    if resolved and resolved[1] == "int8" and INT8_RECIPE_ID not in expected_id:
+        got = without_int8_recipe(got)  # an int8 id from before its recipe was named
     if expected_id and expected_id != chosen and got != want:
         raise PolymodalError(f"{where}: its {modality} features were made by encoder "
                              f"'{expected_id}', but '{chosen}' now gives '{enc.id}'; re-fit the "

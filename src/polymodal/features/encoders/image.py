@@ -43,7 +43,8 @@ import torch
 
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.data.image_input import NATIVE, NATIVE_MAX, NATIVE_MIN, SquareInput
-from polymodal.features.encoders.backends import artifact_dir, backend_id, resolve_backend
+from polymodal.features.encoders.backends import (artifact_dir, backend_id, int8_recipe_id,
+                                                  resolve_backend)
 from polymodal.features.encoders.base import encode_items
 from polymodal.features.encoders.image_onnx import (EXPORT_VERSION, OnnxRunner,
                                                     OpenVinoRunner, calibration_inputs, export_fp32,
@@ -153,6 +154,8 @@ class EfficientNetLite0Encoder:
         self.calibration = [Path(p) for p in (calibration or default_calibration())] \
             if self.resolved == ("onnx", "int8") else []
         self._calib_digest = file_digest(self.calibration) if self.calibration else ""
+        # onnx and openvino int8 both run the ONNX Runtime-quantized file (`_onnx_runner`)
+        self._int8 = int8_recipe_id(int8_unsigned_weights()) if prec == "int8" else ""
         self.pixel_budget = FORWARD_PIXELS[self.resolved]
         # the torch model is kept for every backend: `features` (and the classifier head
         # ``model._fc``, used by metrics.imagegen) run it
@@ -168,7 +171,8 @@ class EfficientNetLite0Encoder:
                 else str(self.image_size))
         calib = f"|calib={self._calib_digest}" if self._calib_digest else ""
         return (f"efficientnet-lite0|size={size}|resize=bilinear-full"
-                f"{self.input.id}|norm=127/128|pool=avg{calib}{backend_id(self.resolved)}")
+                f"{self.input.id}|norm=127/128|pool=avg{calib}{self._int8}"
+                f"{backend_id(self.resolved)}")
 
     def side_for(self, width: int, height: int) -> int:
         """Square side one ``width`` x ``height`` image is encoded at."""

@@ -28,7 +28,7 @@ import torch
 
 from polymodal.data.loaders import normalize_text
 from polymodal.features.encoders.backends import (artifact_dir, backend_id, cpu_has_bf16,
-                                                   resolve_backend)
+                                                   int8_recipe_id, resolve_backend)
 from polymodal.features.encoders.base import encode_items
 from polymodal.core.errors import PolymodalError, UsageError
 
@@ -159,6 +159,11 @@ class MiniLMEncoder:
         self.max_batch_tokens = max_batch_tokens
         self.device = torch.device(device)
         self.model = self._onnx = None
+        self._int8 = ""  # onnx int8: its ONNX Runtime recipe (openvino int8 is NNCF's own)
+        if self.resolved == ("onnx", "int8"):
+            from polymodal.features.encoders.runtimes import int8_unsigned_weights
+
+            self._int8 = int8_recipe_id(int8_unsigned_weights())
         try:
             with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir,
@@ -187,7 +192,7 @@ class MiniLMEncoder:
     @property
     def id(self) -> str:
         return (f"minilm|all-MiniLM-L6-v2|maxlen={self.max_length}|pool=mean|l2"
-                f"{backend_id(self.resolved)}")
+                f"{self._int8}{backend_id(self.resolved)}")
 
     def prepare(self, item: Any) -> str:
         """Normalise one text (raises on non-strings and empty texts)."""

@@ -297,11 +297,12 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
 
         cfg, model, train_info = fit_binding(cfg, feats, manifest, data, out, resume)
     elif cfg.loss == "auto":  # model selection on the validation split
-        from polymodal.tasks.retrieval.select import select_model
+        from polymodal.tasks.retrieval.select import select_model, split_groups
 
         cfg, model, train_info, selection = select_model(
             cfg, data, out, lambda c, o: train_model(c, data, o, resume, manifest, feats,
-                                                     encoders))
+                                                     encoders),
+            groups=split_groups(manifest, data))
     else:
         model, train_info = train_model(cfg, data, out, resume, manifest, feats, encoders)
     if not dist.is_main():  # evaluation and every write: rank 0 only

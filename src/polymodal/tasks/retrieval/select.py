@@ -21,9 +21,12 @@ robust over manifest rows (a row is a query in both directions, and may have sev
 queries are one draw, not several). The rule:
 
 1. each closed-form family's settings are scored on the val pairs, or, when the val split has fewer
-   than ``CV_BELOW`` pairs, by ``CV_FOLDS``-fold cross-validation on train ∪ val (folds by manifest
-   row; every fold fitted on the others); within a family the first setting in its order (the
-   baseline's own settings first) whose score is within one SE of the family's best is kept;
+   than ``CV_BELOW`` pairs, by ``CV_FOLDS``-fold cross-validation on train ∪ val (every fold fitted
+   on the others); folds are made of manifest rows, or of whole groups when the split is grouped
+   by a column (`polymodal.core.splits.split_grouping`: FSDD's val and test are each a held-out
+   speaker, so folds are speakers; at most one fold per group); within a family the first
+   setting in its order (the baseline's own settings first) whose score is within one SE of the
+   family's best is kept;
 2. the closed-form candidate is the better of ridge and CCA on that same score, replaced by the
    blend only if the blend beats it by more than one SE on the same queries (a blend of two
    models is the less simple one);
@@ -231,20 +234,41 @@ def _side(side: Side, idx: np.ndarray) -> Side:
     return Side(side.modality, side.x[idx], side.rows[idx])
 
 
-def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int
+def split_groups(manifest, data: PairedData) -> tuple[str, np.ndarray] | None:
+    """(column, its value per row of ``data``) when the manifest's split is grouped by a column
+    (`split_grouping`), else None."""
+    from polymodal.core.splits import split_grouping
+
+    by_id = {r.id: r for r in manifest.records}
+    recs = [by_id.get(i) for i in data.ids]
+    cols = {c: [r.extra.get(c) if r is not None else None for r in recs]
+            for c in manifest.extra_columns}
+    name = split_grouping(cols, data.split)
+    return (name, np.asarray([repr(v) for v in cols[name]], dtype=object)) if name else None
+
+
+def cv_folds(keys: np.ndarray, seed: int) -> np.ndarray:
+    """The fold of each entry: entries with one key (manifest row or group) share a fold;
+    ``min(CV_FOLDS, number of keys)`` folds, keys dealt to them in a ``seed``-random order."""
+    uniq = np.unique(keys)
+    folds = min(CV_FOLDS, len(uniq))
+    fold_of = dict(zip(uniq.tolist(), np.random.default_rng(seed).permutation(len(uniq))
+                       % folds))
+    return np.array([fold_of[k] for k in np.asarray(keys).tolist()], dtype=np.int64)
+
+
+def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int,
+              groups: tuple[str, np.ndarray] | None = None
               ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per-query scores of each closed-form setting of ``grid``, ``CV_FOLDS``-fold on train ∪
-    val pairs (folds by manifest row; each fold scored against its own targets), and the
-    manifest row of each query."""
+    val pairs (folds by manifest row, or by ``groups``' value per row, at most one fold per
+    group; each fold scored against its own targets), and the manifest row of each query."""
     qi, tj = (np.concatenate(p) for p in zip(data.pairs("train"), data.pairs("val")))
     rows = data.query.rows[qi]
-    uniq = np.unique(rows)
-    fold_of = dict(zip(uniq.tolist(), np.random.default_rng(seed).permutation(len(uniq))
-                       % CV_FOLDS))
-    fold = np.array([fold_of[int(r)] for r in rows])
+    fold = cv_folds(groups[1][rows] if groups is not None else rows, seed)
     out: list[list[np.ndarray]] = [[] for _ in grid]
     clusters = []
-    for f in range(CV_FOLDS):
+    for f in range(fold.max() + 1):
         tr, te = fold != f, fold == f
         q, t = _side(data.query, qi[te]), _side(data.target, tj[te])
         rel = data.relevance(q, t)
@@ -267,12 +291,12 @@ def one_se(scores: list[np.ndarray], clusters: np.ndarray) -> tuple[int, float]:
 
 
 def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool,
-                kept: dict | None = None):
+                kept: dict | None = None, groups: tuple[str, np.ndarray] | None = None):
     """(per-query scores the family is compared on, settings kept, model on train, tried,
     the manifest row of each of those queries)."""
     grid = settings(name, cfg, data, kept)
     fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
-    scored, clusters = (cv_scores(name, grid, data, cfg.train.seed) if use_cv else
+    scored, clusters = (cv_scores(name, grid, data, cfg.train.seed, groups) if use_cv else
                         ([val_score(m, data)[0] for m in fitted], val_clusters(data)))
     tried = [{**s, "score": round(float(sc.mean()), 4)} for s, sc in zip(grid, scored)]
     i, se = one_se(scored, clusters)
@@ -280,16 +304,20 @@ def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool,
 
 
 def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Trainer,
-                 candidates: tuple[str, ...] = CANDIDATES
+                 candidates: tuple[str, ...] = CANDIDATES,
+                 groups: tuple[str, np.ndarray] | None = None
                  ) -> tuple[RetrievalConfig, AlignModel, dict, dict]:
     """Try ``candidates`` in order within ``cfg.select_budget_s``; returns the chosen model's
     config (``loss`` = the chosen method), the model, its train info and the selection record
-    (also written to ``RUN/selection.json``)."""
+    (also written to ``RUN/selection.json``). ``groups``: `split_groups` of the manifest (CV
+    folds keep them whole)."""
     t0 = time.perf_counter()
     n_val = len(data.pairs("val")[0])
     if n_val == 0:
         raise PolymodalError("model selection needs val pairs: none in the val split")
     use_cv = n_val < CV_BELOW and CV_FOLDS * 2 <= n_val + len(data.pairs("train")[0])
+    qtv = data.query.rows[np.concatenate([data.pairs("train")[0], data.pairs("val")[0]])]
+    n_folds = CV_FOLDS if groups is None else int(cv_folds(groups[1][qtv], 0).max()) + 1
     rows: list[dict] = []
     found: dict[str, tuple] = {}  # name -> (val per-query, cfg, model, info, closed-form score)
     kept: dict[str, dict] = {}  # closed-form family -> the settings it kept
@@ -313,7 +341,8 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
                 found[name] = (sc, c, model, info, None)
                 extra = {"settings": {}}
             else:
-                fam, keep, model, tried, fam_rows = closed_form(name, cfg, data, use_cv, kept)
+                fam, keep, model, tried, fam_rows = closed_form(name, cfg, data, use_cv, kept,
+                                                                groups)
                 kept[name] = keep
                 sc, per = val_score(model, data)
                 found[name] = (sc, cfg.model_copy(update=_update(name, keep, data)), model, {},
@@ -333,7 +362,8 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     sc, chosen_cfg, model, info, _ = found[name]
     record = {"metric": METRIC, "chosen": name, "chosen_loss": chosen_cfg.loss,
               "val_pairs": n_val, "closed_form_settings_by": (
-                  f"{CV_FOLDS}-fold CV on train+val (val has {n_val} < {CV_BELOW} pairs)"
+                  f"{n_folds}-fold CV on train+val (val has {n_val} < {CV_BELOW} pairs)"
+                  + (f", folds by {groups[0]} (the split's grouping)" if groups else "")
                   if use_cv else "val split"),
               "decision": decision, "budget_s": cfg.select_budget_s,
               "seconds": round(time.perf_counter() - t0, 2), "candidates": rows}
