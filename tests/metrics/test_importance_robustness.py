@@ -20,7 +20,8 @@ from polymodal.metrics.importance import (ablation_importance, coalition_mask,  
 from polymodal.metrics.robustness import (add_noise, mask_missing, parse_levels,  # noqa: E402
                                        robustness_sweep)
 from polymodal.tasks.classify.analysis import explain_dataset, explain_row  # noqa: E402
-from polymodal.tasks.classify.fit import fit_classifier, load_classifier  # noqa: E402
+from polymodal.tasks.classify.fit import fit_classifier  # noqa: E402
+from polymodal.tasks.classify.loaded import load_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")

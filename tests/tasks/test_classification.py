@@ -14,7 +14,8 @@ import pytest
 
 from polymodal.core.errors import DataError, PolymodalError, UsageError
 from polymodal.tasks.classify.config import ClassifierConfig
-from polymodal.tasks.classify.fit import fit_classifier, load_classifier, predict
+from polymodal.tasks.classify.fit import fit_classifier
+from polymodal.tasks.classify.loaded import load_classifier, predict
 from polymodal.train.config import TrainConfig
 
 N_IMAGES = 2400

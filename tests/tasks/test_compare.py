@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from polymodal.cli.main import main
-from polymodal.tasks.classify.fit import load_classifier
+from polymodal.tasks.classify.loaded import load_classifier
 
 from test_classification import build_avdigits_tiny, edited_manifest
 

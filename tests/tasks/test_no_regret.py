@@ -11,7 +11,8 @@ from test_classification import build_avdigits_tiny, make_config
 
 from polymodal.metrics.robustness import mask_missing
 from polymodal.tasks.classify import no_regret as nr
-from polymodal.tasks.classify.fit import _loss, fit_classifier, load_classifier
+from polymodal.tasks.classify.fit import _loss, fit_classifier
+from polymodal.tasks.classify.loaded import load_classifier
 
 pytestmark = pytest.mark.timeout(120)
 

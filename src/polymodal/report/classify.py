@@ -70,7 +70,7 @@ def attention_section(run: Path, max_classes: int = 20) -> str:
     fusions that expose ``last_weights`` (empty otherwise or when the features are gone)."""
     try:
         from polymodal.tasks.classify.analysis import _weights
-        from polymodal.tasks.classify.fit import load_classifier
+        from polymodal.tasks.classify.loaded import load_classifier
 
         clf = load_classifier(run)
         fusion = clf.model.fusion

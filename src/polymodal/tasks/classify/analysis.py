@@ -25,7 +25,7 @@ from polymodal.metrics.importance import (ablation_importance, permutation_impor
                                        shapley_values)
 from polymodal.metrics.robustness import robustness_sweep
 from polymodal.tasks.classify.data import ClassData, decode_outputs, primary_metric
-from polymodal.tasks.classify.fit import LoadedClassifier, load_classifier
+from polymodal.tasks.classify.loaded import LoadedClassifier, load_classifier
 
 ATTENTION_ATTR = "last_weights"
 

@@ -24,7 +24,7 @@ from polymodal.core.errors import DecodeError, PolymodalError, Problem, UsageErr
 from polymodal.core.runfolder import RunFolder
 from polymodal.features.cache.store import DTYPE
 from polymodal.features.encoders.base import Encoder, rebuild_encoder, warm_up
-from polymodal.tasks.classify.fit import LoadedClassifier, load_classifier, predict
+from polymodal.tasks.classify.loaded import LoadedClassifier, load_classifier, predict
 
 BATCH = 4096  # rows per forward pass (the fusion's weights are read after each)
 
