@@ -257,12 +257,30 @@ def cv_folds(keys: np.ndarray, seed: int) -> np.ndarray:
     return np.array([fold_of[k] for k in np.asarray(keys).tolist()], dtype=np.int64)
 
 
+def _key(name: str, setting: dict, part: object) -> tuple:
+    return (name, tuple(sorted(setting.items())), part)
+
+
+def _members(setting: dict) -> tuple[dict, dict]:
+    """The ridge and CCA settings of a blend setting."""
+    return ({"alpha": setting["alpha"]},
+            {"components": setting["components"], "reg": setting["reg"]})
+
+
+def _blend_embeddings(r: tuple, c: tuple, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """What `blend_fit`'s model embeds, from its members' (query, target) embeddings."""
+    a, b = np.sqrt(np.float32(weight)), np.sqrt(np.float32(1 - weight))
+    return tuple(np.concatenate([a * x, b * y], 1) for x, y in zip(r, c))
+
+
 def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int,
-              groups: tuple[str, np.ndarray] | None = None
+              groups: tuple[str, np.ndarray] | None = None, memo: dict | None = None
               ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per-query scores of each closed-form setting of ``grid``, ``CV_FOLDS``-fold on train ∪
     val pairs (folds by manifest row, or by ``groups``' value per row, at most one fold per
-    group; each fold scored against its own targets), and the manifest row of each query."""
+    group; each fold scored against its own targets), and the manifest row of each query.
+    ``memo`` keeps each ridge / CCA fold's embeddings, so the blend of kept settings reuses
+    them instead of fitting both again."""
     qi, tj = (np.concatenate(p) for p in zip(data.pairs("train"), data.pairs("val")))
     rows = data.query.rows[qi]
     fold = cv_folds(groups[1][rows] if groups is not None else rows, seed)
@@ -273,9 +291,18 @@ def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int,
         q, t = _side(data.query, qi[te]), _side(data.target, tj[te])
         rel = data.relevance(q, t)
         clusters += [q.rows, t.rows]
-        for i, model in enumerate(_fit_grid(name, grid, *_xy(data, qi[tr], tj[tr]))):
-            out[i].append(query_scores(model.embed_numpy(q.x, "query"),
-                                       model.embed_numpy(t.x, "target"), rel))
+        have = memo is not None and name == BLEND and all(
+            _key(n, s, f) in memo for n, s in zip(PURE, _members(grid[0])))
+        if have:
+            r, c = (memo[_key(n, s, f)] for n, s in zip(PURE, _members(grid[0])))
+            embs = [_blend_embeddings(r, c, s["weight"]) for s in grid]
+        else:
+            embs = [(m.embed_numpy(q.x, "query"), m.embed_numpy(t.x, "target"))
+                    for m in _fit_grid(name, grid, *_xy(data, qi[tr], tj[tr]))]
+            if memo is not None and name in PURE:
+                memo.update({_key(name, s, f): e for s, e in zip(grid, embs)})
+        for i, (qe, te) in enumerate(embs):
+            out[i].append(query_scores(qe, te, rel))
     return [np.concatenate(o) for o in out], np.concatenate(clusters)
 
 
@@ -291,12 +318,21 @@ def one_se(scores: list[np.ndarray], clusters: np.ndarray) -> tuple[int, float]:
 
 
 def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool,
-                kept: dict | None = None, groups: tuple[str, np.ndarray] | None = None):
+                kept: dict | None = None, groups: tuple[str, np.ndarray] | None = None,
+                memo: dict | None = None):
     """(per-query scores the family is compared on, settings kept, model on train, tried,
-    the manifest row of each of those queries)."""
+    the manifest row of each of those queries). ``memo``: see `cv_scores`; it also keeps the
+    ridge / CCA models fitted on train, which the blend reuses."""
     grid = settings(name, cfg, data, kept)
-    fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
-    scored, clusters = (cv_scores(name, grid, data, cfg.train.seed, groups) if use_cv else
+    members = [_key(n, s, "train") for n, s in zip(PURE, _members(grid[0]))] \
+        if name == BLEND else []
+    if memo is not None and members and all(k in memo for k in members):
+        fitted = [blend_fit(memo[members[0]], memo[members[1]], s["weight"]) for s in grid]
+    else:
+        fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
+        if memo is not None and name in PURE:
+            memo.update({_key(name, s, "train"): m for s, m in zip(grid, fitted)})
+    scored, clusters = (cv_scores(name, grid, data, cfg.train.seed, groups, memo) if use_cv else
                         ([val_score(m, data)[0] for m in fitted], val_clusters(data)))
     tried = [{**s, "score": round(float(sc.mean()), 4)} for s, sc in zip(grid, scored)]
     i, se = one_se(scored, clusters)
@@ -321,6 +357,7 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     rows: list[dict] = []
     found: dict[str, tuple] = {}  # name -> (val per-query, cfg, model, info, closed-form score)
     kept: dict[str, dict] = {}  # closed-form family -> the settings it kept
+    memo: dict = {}  # ridge / CCA fits and fold embeddings, reused by the blend
     fam_rows = None  # manifest row of each query the closed-form families are scored on
     for name in candidates:
         spent = time.perf_counter() - t0
@@ -342,7 +379,7 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
                 extra = {"settings": {}}
             else:
                 fam, keep, model, tried, fam_rows = closed_form(name, cfg, data, use_cv, kept,
-                                                                groups)
+                                                                groups, memo)
                 kept[name] = keep
                 sc, per = val_score(model, data)
                 found[name] = (sc, cfg.model_copy(update=_update(name, keep, data)), model, {},
