@@ -188,6 +188,7 @@ def test_fitted_run_searches_with_its_backend(tmp_path):
     from polymodal.train.config import TrainConfig
 
     cfg = RetrievalConfig(manifest=str(sample_path("openclipart")), relevance="caption_group",
+                          loss="infonce",  # the backend plumbing, not the model selection
                           batch_size=128, backend="text=onnx", encoder_precision="text=int8",
                           train=TrainConfig(epochs=2, progress=False))
     fit_retrieval(cfg, tmp_path / "run", with_baselines=False, progress=False)
