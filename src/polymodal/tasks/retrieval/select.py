@@ -206,19 +206,29 @@ def settings(name: str, cfg: RetrievalConfig, data: PairedData, kept: dict | Non
     return [{"components": k, "reg": r} for k in cca_components(cfg, data) for r in CCA_REGS]
 
 
-def _fit_grid(name: str, grid: list[dict], X: np.ndarray, Y: np.ndarray) -> list[AlignModel]:
-    """A model per setting of ``grid`` (CCA: one fit per regularisation)."""
-    if name == "ridge":
-        return [ridge_fit(X, Y, s["alpha"]) for s in grid]
-    if name == BLEND:  # one ridge and one CCA fit (the kept settings), blended per weight
-        s0 = grid[0]
-        r, c = ridge_fit(X, Y, s0["alpha"]), cca_fit(X, Y, s0["components"], s0["reg"])
+def _fit_grid(name: str, grid: list[dict], X: np.ndarray, Y: np.ndarray,
+              memo: dict | None = None, part: object = None) -> list[AlignModel]:
+    """A model per setting of ``grid`` (CCA: one fit per regularisation). ``memo`` keeps each
+    ridge / CCA model by (family, setting, ``part``: "train" or a CV fold), so the blend of the
+    kept settings reuses the fits of the same data instead of fitting both again."""
+    if name == BLEND:  # one ridge and one CCA model (the kept settings), blended per weight
+        memo = {} if memo is None else memo
+        for n, s in zip(PURE, _members(grid[0])):
+            if _key(n, s, part) not in memo:
+                _fit_grid(n, [s], X, Y, memo, part)
+        r, c = (memo[_key(n, s, part)] for n, s in zip(PURE, _members(grid[0])))
         return [blend_fit(r, c, s["weight"]) for s in grid]
-    models: dict[int, AlignModel] = {}
-    for reg in dict.fromkeys(s["reg"] for s in grid):
-        idx = [i for i, s in enumerate(grid) if s["reg"] == reg]
-        models.update(zip(idx, cca_fits(X, Y, [grid[i]["components"] for i in idx], reg)))
-    return [models[i] for i in range(len(grid))]
+    if name == "ridge":
+        out = [ridge_fit(X, Y, s["alpha"]) for s in grid]
+    else:
+        models: dict[int, AlignModel] = {}
+        for reg in dict.fromkeys(s["reg"] for s in grid):
+            idx = [i for i, s in enumerate(grid) if s["reg"] == reg]
+            models.update(zip(idx, cca_fits(X, Y, [grid[i]["components"] for i in idx], reg)))
+        out = [models[i] for i in range(len(grid))]
+    if memo is not None:
+        memo.update({_key(name, s, part): m for s, m in zip(grid, out)})
+    return out
 
 
 def _update(name: str, s: dict, data: PairedData) -> dict:
@@ -267,20 +277,13 @@ def _members(setting: dict) -> tuple[dict, dict]:
             {"components": setting["components"], "reg": setting["reg"]})
 
 
-def _blend_embeddings(r: tuple, c: tuple, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """What `blend_fit`'s model embeds, from its members' (query, target) embeddings."""
-    a, b = np.sqrt(np.float32(weight)), np.sqrt(np.float32(1 - weight))
-    return tuple(np.concatenate([a * x, b * y], 1) for x, y in zip(r, c))
-
-
 def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int,
               groups: tuple[str, np.ndarray] | None = None, memo: dict | None = None
               ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per-query scores of each closed-form setting of ``grid``, ``CV_FOLDS``-fold on train ∪
     val pairs (folds by manifest row, or by ``groups``' value per row, at most one fold per
     group; each fold scored against its own targets), and the manifest row of each query.
-    ``memo`` keeps each ridge / CCA fold's embeddings, so the blend of kept settings reuses
-    them instead of fitting both again."""
+    ``memo``: see `_fit_grid` (the blend reuses each fold's ridge / CCA fits)."""
     qi, tj = (np.concatenate(p) for p in zip(data.pairs("train"), data.pairs("val")))
     rows = data.query.rows[qi]
     fold = cv_folds(groups[1][rows] if groups is not None else rows, seed)
@@ -291,18 +294,9 @@ def cv_scores(name: str, grid: list[dict], data: PairedData, seed: int,
         q, t = _side(data.query, qi[te]), _side(data.target, tj[te])
         rel = data.relevance(q, t)
         clusters += [q.rows, t.rows]
-        have = memo is not None and name == BLEND and all(
-            _key(n, s, f) in memo for n, s in zip(PURE, _members(grid[0])))
-        if have:
-            r, c = (memo[_key(n, s, f)] for n, s in zip(PURE, _members(grid[0])))
-            embs = [_blend_embeddings(r, c, s["weight"]) for s in grid]
-        else:
-            embs = [(m.embed_numpy(q.x, "query"), m.embed_numpy(t.x, "target"))
-                    for m in _fit_grid(name, grid, *_xy(data, qi[tr], tj[tr]))]
-            if memo is not None and name in PURE:
-                memo.update({_key(name, s, f): e for s, e in zip(grid, embs)})
-        for i, (qe, te) in enumerate(embs):
-            out[i].append(query_scores(qe, te, rel))
+        for i, model in enumerate(_fit_grid(name, grid, *_xy(data, qi[tr], tj[tr]), memo, f)):
+            out[i].append(query_scores(model.embed_numpy(q.x, "query"),
+                                       model.embed_numpy(t.x, "target"), rel))
     return [np.concatenate(o) for o in out], np.concatenate(clusters)
 
 
@@ -321,17 +315,9 @@ def closed_form(name: str, cfg: RetrievalConfig, data: PairedData, use_cv: bool,
                 kept: dict | None = None, groups: tuple[str, np.ndarray] | None = None,
                 memo: dict | None = None):
     """(per-query scores the family is compared on, settings kept, model on train, tried,
-    the manifest row of each of those queries). ``memo``: see `cv_scores`; it also keeps the
-    ridge / CCA models fitted on train, which the blend reuses."""
+    the manifest row of each of those queries). ``memo``: see `_fit_grid`."""
     grid = settings(name, cfg, data, kept)
-    members = [_key(n, s, "train") for n, s in zip(PURE, _members(grid[0]))] \
-        if name == BLEND else []
-    if memo is not None and members and all(k in memo for k in members):
-        fitted = [blend_fit(memo[members[0]], memo[members[1]], s["weight"]) for s in grid]
-    else:
-        fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")))
-        if memo is not None and name in PURE:
-            memo.update({_key(name, s, "train"): m for s, m in zip(grid, fitted)})
+    fitted = _fit_grid(name, grid, *_xy(data, *data.pairs("train")), memo, "train")
     scored, clusters = (cv_scores(name, grid, data, cfg.train.seed, groups, memo) if use_cv else
                         ([val_score(m, data)[0] for m in fitted], val_clusters(data)))
     tried = [{**s, "score": round(float(sc.mean()), 4)} for s, sc in zip(grid, scored)]
@@ -357,7 +343,7 @@ def select_model(cfg: RetrievalConfig, data: PairedData, out: Path, train: Train
     rows: list[dict] = []
     found: dict[str, tuple] = {}  # name -> (val per-query, cfg, model, info, closed-form score)
     kept: dict[str, dict] = {}  # closed-form family -> the settings it kept
-    memo: dict = {}  # ridge / CCA fits and fold embeddings, reused by the blend
+    memo: dict = {}  # ridge / CCA fits on train and per CV fold, reused by the blend
     fam_rows = None  # manifest row of each query the closed-form families are scored on
     for name in candidates:
         spent = time.perf_counter() - t0
