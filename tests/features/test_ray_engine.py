@@ -62,6 +62,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow  # ~30 s: Ray's start and two actors loading both encoders
 def test_ray_engine_writes_the_local_folder_and_cache(ray_local, manifest, tmp_path):
     from polymodal.features.cache.features import FeatureSet
     from polymodal.features.encode import encode_manifest

@@ -63,6 +63,41 @@ def test_state_roundtrip_and_errors(halves):
         cca.transform_y(right[:5, :10])
 
 
+def test_linear_cca_is_a_scikit_learn_estimator_without_importing_it(halves):
+    """clone / get_params / set_params and a Pipeline work with scikit-learn's own checks
+    (warnings as errors), while importing the CCA module does not load scikit-learn."""
+    import subprocess
+    import sys
+    import warnings
+
+    code = ("import sys, polymodal.objectives.cca, polymodal.tasks.retrieval.fit; "
+            "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    left, right, _ = halves
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cca = LinearCCA(4, reg=0.05)
+        twin = clone(cca)
+        assert twin is not cca and twin.get_params() == {"n_components": 4, "reg": 0.05}
+        assert repr(twin) == "LinearCCA(n_components=4, reg=0.05)"
+        assert twin.set_params(n_components=3).n_components == 3
+        with pytest.raises(ValueError, match="invalid parameter 'k'"):
+            twin.set_params(k=3)
+        pipe = Pipeline([("scale", StandardScaler()), ("cca", LinearCCA(3))])
+        pipe.fit(left[:400], right[:400])
+        by_hand = LinearCCA(3).fit(StandardScaler().fit_transform(left[:400]), right[:400])
+        scaled = StandardScaler().fit(left[:400]).transform(left[400:420])
+        assert np.allclose(pipe.transform(left[400:420]), by_hand.transform_x(scaled))
+        assert pipe.fit_transform(left[:400], right[:400]).shape == (400, 3)
+
+
 def test_dcca_loss_matches_linear_cca():
     rng = np.random.default_rng(1)
     h1 = rng.standard_normal((500, 6))

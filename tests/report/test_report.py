@@ -163,7 +163,8 @@ def test_fit_retrieval_cli_writes_the_report_unless_told_not_to(small_run, tmp_p
 
     args = ["fit", "retrieval", "-q", "--manifest", load_run(small_run).config.manifest,
             "--query", "text", "--target", "image", "--features", str(small_run / "features"),
-            "--relevance", "caption_group", "--epochs", "1", "--index", "exact"]
+            "--relevance", "caption_group", "--epochs", "1", "--index", "exact",
+            "--loss", "infonce"]  # a named loss: model selection is tests/tasks/test_select.py
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     page = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
     assert "Recall@K (test split)" in page and "Example queries" in page

@@ -19,8 +19,10 @@ from polymodal.train.config import TrainConfig
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
+    # a named loss: the default (model selection, ~6x the time) runs in tests/tasks/test_select.py
     cfg = RetrievalConfig(manifest=str(sample_path("openclipart")), relevance="caption_group",
-                          batch_size=128, train=TrainConfig(epochs=12, patience=4, progress=False))
+                          loss="infonce", batch_size=128,
+                          train=TrainConfig(epochs=12, patience=4, progress=False))
     result = fit_retrieval(cfg, out, progress=False)
     return out, result
 

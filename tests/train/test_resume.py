@@ -287,7 +287,9 @@ def _fit_retrieval(features: Path, out: Path, *extra: str, kill: bool = False):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("loss", ["infonce", "autoencoder"])  # heads / an aligner's own fit
+# heads / an aligner's own fit (the autoencoder's: slow; its in-process resume is
+# test_aligners_resume_bit_equal above)
+@pytest.mark.parametrize("loss", ["infonce", pytest.param("autoencoder", marks=pytest.mark.slow)])
 def test_fit_retrieval_killed_after_epoch_2_and_resumed_equals_uninterrupted(
         tmp_path, sample_features, loss):
     straight = tmp_path / "straight"
@@ -309,6 +311,7 @@ def test_fit_retrieval_killed_after_epoch_2_and_resumed_equals_uninterrupted(
         assert (cut / f).read_bytes() == (straight / f).read_bytes(), f
 
 
+@pytest.mark.slow  # torch.compile takes ~20 s on 2 cores
 @pytest.mark.timeout(300)
 def test_compiled_bf16_run_resumed_equals_straight(tmp_path):
     """TrainConfig(compile=True, precision="bf16"): the torch.compile'd step under bf16

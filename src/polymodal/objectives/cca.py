@@ -13,10 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
 from polymodal.core.errors import DataError, PolymodalError, UsageError
+from polymodal.core.estimator import Estimator
 from polymodal.train.config import TrainConfig
 from polymodal.train.loop import fit_loop, train_settings
 
@@ -58,9 +58,10 @@ def _ridge(C: np.ndarray, reg: float) -> np.ndarray:
     return C + reg * (scale if scale > 0 else 1.0) * np.eye(C.shape[0])
 
 
-class LinearCCA(TransformerMixin, BaseEstimator):
+class LinearCCA(Estimator):
     """Regularised linear CCA, a scikit-learn estimator (``get_params``, ``clone``, usable as
-    the last step of a ``Pipeline``, which passes ``Y`` on to ``fit``).
+    the last step of a ``Pipeline``, which passes ``Y`` on to ``fit``) that does not import
+    scikit-learn (`polymodal.core.estimator`).
 
     ``reg`` is a ridge added to each covariance, relative to its mean variance:
     ``Cxx + reg * tr(Cxx)/dx * I``. Learned state: ``x_mean_``, ``y_mean_``, ``x_weights_
