@@ -12,7 +12,7 @@ import sys
 
 from polymodal.data.manifest import read_manifest
 from polymodal.features.cache.features import FeatureSet
-from polymodal.tasks.retrieval import select
+from polymodal.tasks.retrieval import closed_form
 from polymodal.tasks.retrieval.data import load_pairs
 
 
@@ -24,13 +24,13 @@ def main() -> None:
     a = ap.parse_args()
     manifest = read_manifest(a.manifest)
     data = load_pairs(FeatureSet.load(a.features), manifest, a.query, a.target, a.relevance)
-    groups = select.split_groups(manifest, data)
+    groups = closed_form.split_groups(manifest, data)
     if groups is None:
         sys.exit(f"{a.manifest}: its split is not grouped by any column")
-    base = {"ridge": {"alpha": 1.0}, "cca": {"components": select.BASELINE_CCA_K, "reg": 1e-3}}
+    base = {"ridge": {"alpha": 1.0}, "cca": {"components": closed_form.BASELINE_CCA_K, "reg": 1e-3}}
     for name, setting in base.items():
-        rows = select.cv_scores(name, [setting], data, a.seed)[0][0].mean()
-        grouped = select.cv_scores(name, [setting], data, a.seed, groups)[0][0].mean()
+        rows = closed_form.cv_scores(name, [setting], data, a.seed)[0][0].mean()
+        grouped = closed_form.cv_scores(name, [setting], data, a.seed, groups)[0][0].mean()
         print(f"{name}: row folds {rows:.4f}, folds by {groups[0]} {grouped:.4f}")
 
 

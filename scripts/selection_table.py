@@ -85,7 +85,7 @@ def full_test(s: dict, run: Path, size: str, seed: int) -> dict:
     from polymodal.data.manifest import read_manifest
     from polymodal.features.cache.features import FeatureSet
     from polymodal.metrics.scores import retrieval_metrics
-    from polymodal.tasks.retrieval import select
+    from polymodal.tasks.retrieval import closed_form
     from polymodal.tasks.retrieval.data import load_pairs
     from polymodal.tasks.retrieval.predict import load_run
 
@@ -100,8 +100,8 @@ def full_test(s: dict, run: Path, size: str, seed: int) -> dict:
     q, t = full.side_split(full.query, "test"), full.side_split(full.target, "test")
     rel = full.relevance(q, t)
     out = {}
-    for name, model in (("selected", load_run(run).model), ("ridge", select.ridge_model(sub, 1.0)),
-                        ("cca", select.cca_model(sub, 32, 1e-3))):
+    for name, model in (("selected", load_run(run).model), ("ridge", closed_form.ridge_model(sub, 1.0)),
+                        ("cca", closed_form.cca_model(sub, 32, 1e-3))):
         sim = model.embed_numpy(q.x, "query") @ model.embed_numpy(t.x, "target").T
         out[name] = retrieval_metrics(sim, rel)["R@1"]
     return {"full_" + k: v for k, v in out.items()} | {"full_queries": len(q.x)}

@@ -297,7 +297,8 @@ def fit_retrieval(config: RetrievalConfig, out: str | Path, resume: bool = False
 
         cfg, model, train_info = fit_binding(cfg, feats, manifest, data, out, resume)
     elif cfg.loss == "auto":  # model selection on the validation split
-        from polymodal.tasks.retrieval.select import select_model, split_groups
+        from polymodal.tasks.retrieval.closed_form import split_groups
+        from polymodal.tasks.retrieval.select import select_model
 
         cfg, model, train_info, selection = select_model(
             cfg, data, out, lambda c, o: train_model(c, data, o, resume, manifest, feats,
