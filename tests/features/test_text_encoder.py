@@ -55,6 +55,47 @@ def test_matches_sentence_transformers(minilm, captions):
     assert cos.min() > 0.999
 
 
+def test_own_bert_and_tokenizer_equal_transformers_bit_for_bit(minilm, captions):
+    """`Bert` (bert.py) and the `tokenizers` tokenizer give exactly transformers' ids and
+    hidden states on real captions (fp32 SDPA, the default, and bf16 eager), so the
+    encoder's vectors and its cache id are unchanged; and the encoder imports no transformers."""
+    import subprocess
+    import sys
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from polymodal.features.encoders.bert import Bert
+    from polymodal.features.encoders.wordpiece import load_tokenizer, token_ids
+
+    texts = [r["title"] + ". " + r["description"] for r in captions]
+    texts += ["word " * 600, "Ünïcödé  naïve café — 東京", "x"]  # truncated, unicode, short
+    ref_tok = AutoTokenizer.from_pretrained(minilm.model_dir, local_files_only=True)
+    ref_ids = ref_tok(texts, truncation=True, max_length=256)["input_ids"]
+    ours = token_ids(load_tokenizer(minilm.model_dir / "tokenizer.json", 256), texts)
+    assert ours == ref_ids and max(map(len, ours)) == 256
+    assert minilm.count_tokens("word " * 600) == len(ref_tok("word " * 600)["input_ids"]) > 256
+    # bf16 on the short texts only: without bf16 units (AVX2) it runs ~10x slower than fp32
+    for attn, dtype, some in (("sdpa", torch.float32, texts), ("eager", torch.bfloat16,
+                                                                texts[:8] + texts[-2:])):
+        batch = ref_tok(some, padding=True, truncation=True, max_length=256,
+                        return_tensors="pt")
+        keep = batch["attention_mask"].bool()
+        ref = AutoModel.from_pretrained(minilm.model_dir, local_files_only=True,
+                                        attn_implementation=attn).eval().to(dtype=dtype)
+        mine = Bert.from_folder(minilm.model_dir, attn).to(dtype=dtype)
+        with torch.inference_mode():
+            a = ref(input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"]).last_hidden_state
+            b = mine(batch["input_ids"], batch["attention_mask"])
+        assert torch.equal(a[keep], b[keep]), (attn, dtype)
+    code = ("import sys; from polymodal.features.encoders.registry import build_encoder; "
+            "v = build_encoder('minilm').encode(['a red apple', 'two cats']); "
+            "print(tuple(v.shape), any(m.split('.')[0] == 'transformers' for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False" and "(2, 384)" in out.stdout
+
+
 def test_order_and_duplicates(minilm):
     texts = ["short", "a somewhat longer sentence about boats", "short", "mid length text"]
     x = minilm.encode(texts)

@@ -158,6 +158,11 @@ class HFEncoder:
         self.dim = 0
         return int(self.encode_prepared([probe]).shape[1])
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with special tokens and no truncation (text models)."""
+        return len(self.processor(str(text), return_attention_mask=False,
+                                  return_token_type_ids=False)["input_ids"])
+
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return self.processor(list(texts), truncation=True, max_length=self.max_length,
                               return_attention_mask=False,

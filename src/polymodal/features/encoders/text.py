@@ -3,7 +3,9 @@
 Speed (see benchmarks/encode_text.py): texts are tokenised once with the fast tokenizer,
 sorted by token length and cut into batches under a token budget, so almost no compute goes to
 padding; the model runs directly (no sentence-transformers wrapper) under
-``torch.inference_mode`` with SDPA attention. Identical texts in one call are encoded once.
+``torch.inference_mode`` with SDPA attention. Identical texts in one call are encoded once. The
+torch backend is polymodal's own BERT (`bert.py`) and the tokenizer the ``tokenizers`` library
+(`wordpiece.py`): the same ids and hidden states as transformers, without its ~6 s import.
 
 Backends (`polymodal.features.encoders.backends`; benchmarks/encode_text.py, 2000 OpenClipart
 captions, 2 threads, AMX CPU): torch fp32 (the reference, ~1.1x SentenceTransformer), torch bf16
@@ -30,6 +32,7 @@ from polymodal.data.loaders import normalize_text
 from polymodal.features.encoders.backends import (artifact_dir, backend_id, cpu_has_bf16,
                                                    int8_recipe_id, resolve_backend)
 from polymodal.features.encoders.base import encode_items
+from polymodal.features.encoders.wordpiece import token_ids
 from polymodal.core.errors import PolymodalError, UsageError
 
 MINILM_DIM = 384
@@ -147,7 +150,8 @@ class MiniLMEncoder:
     def __init__(self, model_dir: str | Path | None = None, max_length: int = MINILM_MAX_LENGTH,
                  max_batch_tokens: int = 2048, device: str = "cpu", backend: str = "auto",
                  precision: str = "auto", cache_dir: str | Path | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from polymodal.features.encoders.bert import Bert
+        from polymodal.features.encoders.wordpiece import load_tokenizer, pad_id
 
         self.resolved = resolve_backend(self.name, self.backends, self.default_backend,
                                         backend, precision)
@@ -164,16 +168,15 @@ class MiniLMEncoder:
             from polymodal.features.encoders.runtimes import int8_unsigned_weights
 
             self._int8 = int8_recipe_id(int8_unsigned_weights())
-        try:
-            with quiet_transformers():
-                self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir,
-                                                               local_files_only=True)
-                if kind == "torch":  # bf16: eager attention beats SDPA's on short texts
-                    attn = "eager" if prec == "bf16" else "sdpa"  # (1100 vs 890 /s measured)
-                    self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True,
-                                                           attn_implementation=attn)
-        except (OSError, ValueError) as e:
-            raise PolymodalError(f"cannot load MiniLM from {self.model_dir}: {e}") from None
+        try:  # the tokenizer and BERT without transformers (its import: ~6 s, bert.py)
+            self.tokenizer = load_tokenizer(self.model_dir / "tokenizer.json", max_length)
+            self._counter = None  # the same tokenizer untruncated (count_tokens), on first use
+            if kind == "torch":  # bf16: eager attention beats SDPA's on short texts
+                attn = "eager" if prec == "bf16" else "sdpa"  # (1100 vs 890 /s measured)
+                self.model = Bert.from_folder(self.model_dir, attn)
+        except (OSError, ValueError, RuntimeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise PolymodalError(f"cannot load MiniLM from {self.model_dir}: {reason}") from None
         if self.model is not None:
             dtype = torch.bfloat16 if prec == "bf16" else torch.float32
             self.model.eval().to(self.device, dtype)
@@ -186,8 +189,8 @@ class MiniLMEncoder:
             else:
                 self._onnx = text_onnx.openvino_runner(
                     self.model_dir, prec, folder, threads, lambda: text_onnx.
-                    calibration_token_ids(self.tokenizer, self.max_length))
-        self.pad_id = self.tokenizer.pad_token_id or 0
+                    calibration_token_ids(self.tokenizer))
+        self.pad_id = pad_id(self.tokenizer)
 
     @property
     def id(self) -> str:
@@ -198,11 +201,19 @@ class MiniLMEncoder:
         """Normalise one text (raises on non-strings and empty texts)."""
         return prepare_text(item)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with special tokens and no truncation (``> max_length``: the
+        encoder reads only the first ``max_length``)."""
+        from polymodal.features.encoders.wordpiece import load_tokenizer
+
+        if self._counter is None:
+            self._counter = load_tokenizer(self.model_dir / "tokenizer.json", None)
+        return len(token_ids(self._counter, [str(text)])[0])
+
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self._onnx is not None:
             return torch.from_numpy(self._onnx(input_ids.numpy(), mask.numpy()))
-        hidden = self.model(input_ids=input_ids.to(self.device),
-                            attention_mask=mask.to(self.device)).last_hidden_state
+        hidden = self.model(input_ids.to(self.device), mask.to(self.device))
         return mean_pool(hidden.float(), mask.to(self.device)).cpu()
 
     def encode_prepared(self, batch: Sequence[str]) -> torch.Tensor:
@@ -210,9 +221,7 @@ class MiniLMEncoder:
         if not batch:
             return torch.empty(0, self.dim)
         unique, where = dedup(list(batch))
-        ids = self.tokenizer(unique, truncation=True, max_length=self.max_length,
-                             return_attention_mask=False,
-                             return_token_type_ids=False)["input_ids"]
+        ids = token_ids(self.tokenizer, unique)
         vecs = encode_token_ids(self._forward, ids, self.dim, self.pad_id,
                                 self.max_batch_tokens)
         vecs = torch.nn.functional.normalize(vecs, dim=-1)

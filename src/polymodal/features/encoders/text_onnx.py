@@ -152,10 +152,11 @@ def quantize_openvino_int8(fp32_path: Path, path: Path, calibration: Sequence[Se
     return path
 
 
-def calibration_token_ids(tokenizer, max_length: int, n: int = OV_INT8_CALIBRATION
-                          ) -> list[list[int]]:
-    """Token ids of up to ``n`` distinct sentences from the bundled OpenClipart sample's
-    captions (spread over the sample)."""
+def calibration_token_ids(tokenizer, n: int = OV_INT8_CALIBRATION) -> list[list[int]]:
+    """Token ids (`wordpiece.token_ids`: the tokenizer's own truncation) of up to ``n``
+    distinct sentences from the bundled OpenClipart sample's captions (spread over it)."""
+    from polymodal.features.encoders.wordpiece import token_ids
+
     from polymodal.data.datasets import sample_path
     from polymodal.data.manifest import read_manifest
 
@@ -164,8 +165,7 @@ def calibration_token_ids(tokenizer, max_length: int, n: int = OV_INT8_CALIBRATI
     texts = list(dict.fromkeys(" ".join(t.split()) for r in recs
                                for t in (*r.text, ". ".join(r.text)) if t.strip()))
     texts = texts[::max(1, len(texts) // n)]
-    return tokenizer(texts[:n], truncation=True, max_length=max_length,
-                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return token_ids(tokenizer, texts[:n])
 
 
 class OnnxTextRunner:

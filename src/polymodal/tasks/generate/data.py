@@ -174,11 +174,11 @@ def save_grid(images: np.ndarray, path: Path, cols: int = 8, min_tile: int = 56)
 
 def check_prompt(encoder: Any, text: str) -> None:
     """Refuse a prompt longer than the text encoder reads (it would be cut silently)."""
-    tok, limit = getattr(encoder, "tokenizer", None), getattr(encoder, "max_length", None)
+    count, limit = getattr(encoder, "count_tokens", None), getattr(encoder, "max_length", None)
     if not str(text).strip():
         raise UsageError("the prompt is empty")
-    if tok is not None and limit:
-        n = len(tok(str(text))["input_ids"])
+    if count is not None and limit:
+        n = count(str(text))
         if n > limit:
             raise UsageError(f"the prompt is {n} tokens long; the {encoder.name} text encoder "
                              f"reads at most {limit}")

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from polymodal.core.errors import DecodeError, PolymodalError, UsageError
+from polymodal.features.encoders.wordpiece import load_tokenizer
 from polymodal.tasks.retrieval.queries import check_k, check_query
 
 FORMAT = "polymodal-export"
@@ -51,17 +52,6 @@ def _session(path: Path) -> Any:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - a damaged file is one line
         raise PolymodalError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
-
-
-def load_tokenizer(path: Path, max_length: int) -> Any:
-    """The fast tokenizer at ``path`` set up as `MiniLMEncoder` tokenizes: special tokens,
-    truncation at ``max_length``, no padding (batches are padded here, with a mask)."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    tok.no_padding()
-    tok.enable_truncation(max_length)
-    return tok
 
 
 def _normalize_text(text: str) -> str:
