@@ -141,6 +141,26 @@ def test_bad_input(minilm):
     assert minilm.encode_prepared([]).shape == (0, 384)
 
 
+def test_model_folder_problems_are_one_line(minilm, tmp_path):
+    """No tokenizer.json, a damaged one, a config that is not a BERT: one PolymodalError line."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(minilm.model_dir, folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(PolymodalError, match=r"cannot load MiniLM from .*tokenizer\.json: No such"):
+        MiniLMEncoder(folder)
+    (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(PolymodalError, match=r"tokenizer\.json: "):
+        MiniLMEncoder(folder)
+    shutil.copyfile(minilm.model_dir / "tokenizer.json", folder / "tokenizer.json")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+    with pytest.raises(PolymodalError, match="not a BERT with absolute positions and GELU") as e:
+        MiniLMEncoder(folder)
+    assert len(str(e.value).splitlines()) == 1
+
+
 def test_length_batches_budget():
     lengths = [5, 50, 7, 3, 200, 9, 9]
     batches = length_batches(lengths, max_batch_tokens=60, max_batch_size=3)

@@ -113,3 +113,14 @@ def test_export_errors_are_one_line(exported, tmp_path, capsys):
         assert capsys.readouterr().err.strip().splitlines() == [msg]
     assert (busy / "x.txt").read_text() == "mine" and not (tmp_path / "o").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    damaged = tmp_path / "damaged"  # an export whose tokenizer.json is cut short
+    shutil.copytree(exported / "ex", damaged)
+    tok = damaged / "tokenizer.json"
+    tok.write_bytes(tok.read_bytes()[:100])
+    import polymodal
+    from polymodal.core.errors import PolymodalError
+
+    with pytest.raises(PolymodalError) as e:
+        polymodal.load(damaged).search(text="a cat", k=3)
+    assert str(e.value).startswith(f"cannot load the exported tokenizer: {tok}: ")
+    assert len(str(e.value).splitlines()) == 1

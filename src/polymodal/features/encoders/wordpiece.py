@@ -15,7 +15,11 @@ def load_tokenizer(path: str | Path, max_length: int | None) -> Any:
     ``pad_id(tok)`` gives its padding id."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(path))
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+        raise OSError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                      ) from None
     tok.no_padding()
     if max_length is None:
         tok.no_truncation()

@@ -83,8 +83,11 @@ class ExportedEncoder:
     def __init__(self, root: Path, modality: str, spec: dict):
         self.modality, self.spec = modality, spec
         self.session = _session(root / spec["file"])
-        self.tokenizer = (load_tokenizer(root / spec["tokenizer"], int(spec["max_length"]))
-                          if modality == "text" else None)
+        try:
+            self.tokenizer = (load_tokenizer(root / spec["tokenizer"], int(spec["max_length"]))
+                              if modality == "text" else None)
+        except OSError as e:
+            raise PolymodalError(f"cannot load the exported tokenizer: {e}") from None
 
     def encode(self, items: Sequence[str]) -> np.ndarray:
         if self.modality == "image":
