@@ -32,7 +32,8 @@ from polymodal.data.loaders import normalize_text
 from polymodal.features.encoders.backends import (artifact_dir, backend_id, cpu_has_bf16,
                                                    int8_recipe_id, resolve_backend)
 from polymodal.features.encoders.base import encode_items
-from polymodal.features.encoders.wordpiece import token_ids
+from polymodal.features.encoders.wordpiece import load_tokenizer, pad_id, token_ids
+from polymodal.core.runfolder import one_line
 from polymodal.core.errors import PolymodalError, UsageError
 
 MINILM_DIM = 384
@@ -151,7 +152,6 @@ class MiniLMEncoder:
                  max_batch_tokens: int = 2048, device: str = "cpu", backend: str = "auto",
                  precision: str = "auto", cache_dir: str | Path | None = None):
         from polymodal.features.encoders.bert import Bert
-        from polymodal.features.encoders.wordpiece import load_tokenizer, pad_id
 
         self.resolved = resolve_backend(self.name, self.backends, self.default_backend,
                                         backend, precision)
@@ -163,6 +163,7 @@ class MiniLMEncoder:
         self.max_batch_tokens = max_batch_tokens
         self.device = torch.device(device)
         self.model = self._onnx = None
+        self._counter = None  # the tokenizer untruncated (count_tokens), loaded on first use
         self._int8 = ""  # onnx int8: its ONNX Runtime recipe (openvino int8 is NNCF's own)
         if self.resolved == ("onnx", "int8"):
             from polymodal.features.encoders.runtimes import int8_unsigned_weights
@@ -170,13 +171,12 @@ class MiniLMEncoder:
             self._int8 = int8_recipe_id(int8_unsigned_weights())
         try:  # the tokenizer and BERT without transformers (its import: ~6 s, bert.py)
             self.tokenizer = load_tokenizer(self.model_dir / "tokenizer.json", max_length)
-            self._counter = None  # the same tokenizer untruncated (count_tokens), on first use
             if kind == "torch":  # bf16: eager attention beats SDPA's on short texts
                 attn = "eager" if prec == "bf16" else "sdpa"  # (1100 vs 890 /s measured)
                 self.model = Bert.from_folder(self.model_dir, attn)
         except (OSError, ValueError, RuntimeError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise PolymodalError(f"cannot load MiniLM from {self.model_dir}: {reason}") from None
+            raise PolymodalError(f"cannot load MiniLM from {self.model_dir}: "
+                                 f"{one_line(e) or type(e).__name__}") from None
         if self.model is not None:
             dtype = torch.bfloat16 if prec == "bf16" else torch.float32
             self.model.eval().to(self.device, dtype)
@@ -204,8 +204,6 @@ class MiniLMEncoder:
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with special tokens and no truncation (``> max_length``: the
         encoder reads only the first ``max_length``)."""
-        from polymodal.features.encoders.wordpiece import load_tokenizer
-
         if self._counter is None:
             self._counter = load_tokenizer(self.model_dir / "tokenizer.json", None)
         return len(token_ids(self._counter, [str(text)])[0])

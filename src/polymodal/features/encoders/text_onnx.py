@@ -155,10 +155,9 @@ def quantize_openvino_int8(fp32_path: Path, path: Path, calibration: Sequence[Se
 def calibration_token_ids(tokenizer, n: int = OV_INT8_CALIBRATION) -> list[list[int]]:
     """Token ids (`wordpiece.token_ids`: the tokenizer's own truncation) of up to ``n``
     distinct sentences from the bundled OpenClipart sample's captions (spread over it)."""
-    from polymodal.features.encoders.wordpiece import token_ids
-
     from polymodal.data.datasets import sample_path
     from polymodal.data.manifest import read_manifest
+    from polymodal.features.encoders.wordpiece import token_ids
 
     recs = read_manifest(sample_path("openclipart")).records
     # each caption alone and all of a drawing's captions joined: short and long sentences

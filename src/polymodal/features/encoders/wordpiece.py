@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from polymodal.core.runfolder import one_line
+
 
 def load_tokenizer(path: str | Path, max_length: int | None) -> Any:
     """The fast tokenizer at ``path`` (a ``tokenizer.json``) set up as `MiniLMEncoder`
@@ -18,8 +20,7 @@ def load_tokenizer(path: str | Path, max_length: int | None) -> Any:
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
-        raise OSError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                      ) from None
+        raise OSError(f"{path}: {one_line(e) or type(e).__name__}") from None
     tok.no_padding()
     if max_length is None:
         tok.no_truncation()
