@@ -119,7 +119,7 @@ def split_grouping(columns: dict[str, Sequence], split: Sequence[str]) -> str | 
     1 among the val rows, and fewer distinct values than half the train + val rows (a grouping,
     not a key); of several, the coarsest (fewest values). None when no column is one.
     Cross-validation on train + val must keep such groups whole, or its folds mix what the
-    split keeps apart (`polymodal.tasks.retrieval.select`)."""
+    split keeps apart (`polymodal.tasks.retrieval.closed_form.split_groups`)."""
     split = np.asarray(split, dtype=object)
     keep = np.isin(split, ["train", "val"])
     best: tuple[int, str] | None = None
