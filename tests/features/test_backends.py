@@ -100,6 +100,30 @@ def test_openvino_bf16_matches_torch(vectors, captions):
     assert cos.min() >= 0.9999 and enc.id.endswith("|backend=openvino-bf16")
 
 
+def test_openvino_streams_give_the_vectors_of_one_request_in_input_order(captions):
+    """`run_all` (a 1-thread inference stream per core, batches in flight at once) returns each
+    batch's own vectors, bit for bit those of one request run batch after batch."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from polymodal.features.encoders import build_encoder
+    from polymodal.features.encoders.text import encode_token_ids
+    from polymodal.features.encoders.text_onnx import OpenVinoTextRunner
+    from polymodal.features.encoders.wordpiece import token_ids
+
+    enc = build_encoder("minilm", backend="openvino", precision="bf16")
+    runner = enc._onnx
+    assert isinstance(runner, OpenVinoTextRunner) and runner.streams == max(1, torch.get_num_threads())
+    texts = captions[::-1]  # a new input order: batches are cut from the length-sorted texts
+    ids = token_ids(enc.tokenizer, texts)
+    one = encode_token_ids(enc._forward, ids, enc.dim, enc.pad_id, max_batch_tokens=512)
+    many = encode_token_ids(None, ids, enc.dim, enc.pad_id, max_batch_tokens=512,
+                            run_all=runner.run_all)
+    assert torch.equal(one, many)
+    cos = (torch.nn.functional.normalize(many, dim=-1) * enc.encode(texts)).sum(1)
+    assert cos.min() > 0.99999  # encode: the same texts in batches of another token budget
+
+
 def test_cache_never_mixes_backends(tmp_path, vectors, captions):
     import polymodal
 

@@ -22,7 +22,8 @@ import torch
 
 from polymodal.data.loaders import load_audio, load_image
 from polymodal.features.encoders.base import encode_items
-from polymodal.features.encoders.text import encode_token_ids, mean_pool, prepare_text, quiet_transformers
+from polymodal.features.encoders.text import (TEXT_SORT_WINDOW, encode_token_ids, mean_pool,
+                                              prepare_text, quiet_transformers)
 from polymodal.core.errors import PolymodalError, UsageError
 
 MODALITIES = ("text", "image", "audio")
@@ -101,7 +102,7 @@ class HFEncoder:
         self.name = f"hf:{model}"
         self.modality = modality
         self.device = torch.device(device)
-        self.batch_size = batch_size or (128 if modality == "text" else 16)
+        self.batch_size = batch_size or (TEXT_SORT_WINDOW if modality == "text" else 16)
         self.max_batch_tokens = max_batch_tokens
         why = ""
         if local_files_only is None and not self.local:  # no network: local HF cache only

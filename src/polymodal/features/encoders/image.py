@@ -114,6 +114,17 @@ def to_input(arrays: Sequence[np.ndarray], channels_last: bool = True) -> torch.
                         else torch.contiguous_format)
 
 
+def array_input(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """`to_input` in numpy (the same float32 values): the input of the ONNX Runtime and
+    OpenVINO backends. A torch op just before their call leaves torch's OpenMP threads
+    spinning beside theirs: the same 400 drawings ran at 185-205 img/s with `to_input` and at
+    228 with this (2-core AMX Xeon, onnx fp32)."""
+    x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32)
+    x -= np.float32(MEAN)
+    x /= np.float32(STD)
+    return np.ascontiguousarray(x)
+
+
 def default_calibration(n: int = CALIBRATION_IMAGES) -> list[Path]:
     """``n`` images spread over the bundled sample (MNIST digits and openclipart drawings): the
     int8 calibration set when none is given."""
@@ -202,7 +213,7 @@ class EfficientNetLite0Encoder:
             name = (f"efficientnet-lite0-{base}-int8{'-u8u8' if u8 else ''}-{size}-"
                     f"{self._calib_digest}.onnx")
             source = calibration_inputs(self.calibration, self.prepare,
-                                        lambda b: to_input(b, False).numpy())
+                                        array_input)
             path = quantize_int8(path, folder / name, source, unsigned_weights=u8)
         self.artifact = path
         if kind == "openvino":
@@ -217,7 +228,7 @@ class EfficientNetLite0Encoder:
 
     def _run(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
         if self._onnx is not None:
-            return torch.from_numpy(self._onnx(to_input(arrays, False).numpy()))
+            return torch.from_numpy(self._onnx(array_input(arrays)))
         return self.features(to_input(arrays, self.fast))
 
     def encode_prepared(self, batch: Sequence[np.ndarray]) -> torch.Tensor:

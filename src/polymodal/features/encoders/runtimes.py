@@ -50,10 +50,12 @@ def ort_session(path: Path, threads: int) -> Any:
                              "export again)") from None
 
 
-def openvino_model(path: Path, precision: str, threads: int) -> Any:
+def openvino_model(path: Path, precision: str, threads: int, streams: int = 1) -> Any:
     """``path`` compiled by OpenVINO for the CPU; ``precision`` bf16 sets its inference
     precision hint (the AMX / AVX512-BF16 units), fp32 keeps every op in f32; int8 (a quantized
-    graph) runs its int8 ops on VNNI / AMX and the rest in bf16 where the CPU has bf16 units."""
+    graph) runs its int8 ops on VNNI / AMX and the rest in bf16 where the CPU has bf16 units.
+    ``streams`` > 1: that many inference streams sharing the ``threads`` (OpenVINO's
+    throughput mode), for callers that keep several requests in flight (`AsyncInferQueue`)."""
     try:
         import openvino as ov
     except ImportError:
@@ -63,9 +65,10 @@ def openvino_model(path: Path, precision: str, threads: int) -> Any:
 
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_has_bf16() else "f32"}[precision]
     try:
+        mode = ({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams} if streams > 1
+                else {"PERFORMANCE_HINT": "LATENCY"})
         return ov.Core().compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": max(1, threads)})
+            "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": max(1, threads), **mode})
     except Exception as e:  # noqa: BLE001
         raise PolymodalError(f"cannot load {path}: {str(e).splitlines()[0]} (delete it to "
                              "export again)") from None
