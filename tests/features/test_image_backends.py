@@ -41,12 +41,13 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # measured on 500 openclipart + 500 MNIST images (docs/RESULTS.md §1): onnx fp32 min 1.0000,
-# torch / openvino bf16 min 0.981 mean 0.998, onnx int8 min 0.83 mean 0.985 -- thresholds
-# sit below those
+# torch bf16 min 0.981 mean 0.998, onnx int8 min 0.83 mean 0.985; openvino bf16 (its stem in
+# fp32) min 0.9989 on 400 drawings -- thresholds sit below those. openvino bf16 is held to the
+# 0.99 gate of a default: whole-network bf16 (torch bf16 here) misses it on drawings.
 @pytest.mark.parametrize("backend, precision, min_cos, mean_cos", [
     ("onnx", "fp32", 0.9999, 0.9999), ("torch", "bf16", 0.97, 0.995),
     ("onnx", "int8", 0.80, 0.96), ("openvino", "fp32", 0.9999, 0.9999),
-    ("openvino", "bf16", 0.97, 0.995)])
+    ("openvino", "bf16", 0.995, 0.999)])
 def test_backend_vectors_match_torch_fp32(images, calib, reference, tmp_path, backend,
                                           precision, min_cos, mean_cos):
     if backend == "openvino":
@@ -130,3 +131,22 @@ def test_bad_settings_are_one_line_usage_errors(kwargs, message):
     with pytest.raises(UsageError) as e:
         EfficientNetLite0Encoder(**kwargs)
     assert str(e.value) == message
+
+
+def test_openvino_bf16_runs_its_stem_in_fp32_and_names_it(images, tmp_path):
+    """The bf16 recipe is two graphs (stem + first block in fp32, the rest in bf16); its id
+    says so, and a run whose features came from whole-network OpenVINO bf16 (an id without
+    the recipe) is told to re-fit instead of being encoded differently."""
+    pytest.importorskip("openvino")
+    from polymodal.core.errors import PolymodalError
+    from polymodal.features.encoders.base import rebuild_encoder
+
+    enc = EfficientNetLite0Encoder(backend="openvino", precision="bf16", cache_dir=tmp_path)
+    assert "|bf16=fp32-stem1|backend=openvino-bf16" in enc.id and len(enc._onnx.models) == 2
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "models").glob("*.onnx")) == [
+        "a.onnx", "b.onnx"]  # no whole-network export is made for it
+    again = rebuild_encoder("efficientnet-lite0", "image", enc.id, cache_dir=str(tmp_path))
+    assert again.id == enc.id and torch.equal(again.encode(images), enc.encode(images))
+    old = enc.id.replace("|bf16=fp32-stem1", "")
+    with pytest.raises(PolymodalError, match="re-fit the run"):
+        rebuild_encoder("efficientnet-lite0", "image", old, cache_dir=str(tmp_path))
