@@ -75,9 +75,14 @@ def test_same_digit_closer_than_different(effnet, mnist_pngs):
 
 def test_fast_path_matches_plain_model(effnet, clipart):
     plain = EfficientNetLite0Encoder(fast=False, backend="torch")  # unfolded torch fp32
+    folded = EfficientNetLite0Encoder(backend="torch")  # BatchNorm folded, channels_last
     prepared = [effnet.prepare(p) for p in clipart[:3]]
-    a, b = effnet.encode_prepared(prepared), plain.encode_prepared(prepared)
-    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.9999
+    b = plain.encode_prepared(prepared)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(folded.encode_prepared(prepared), b).min() > 0.9999
+    # the default: onnx fp32 (the same values), or openvino's bf16 recipe on a CPU with bf16
+    # units (the 0.99 gate of a default; 0.999 measured on 1,998 drawings)
+    assert cos(effnet.encode_prepared(prepared), b).min() > 0.995
 
 
 def test_prepare_accepts_pil_and_odd_sizes(effnet):

@@ -21,11 +21,15 @@ quality there (nearest-neighbour category accuracy, 500 openclipart 128-px drawi
 default. The id names the resolution.
 
 Backends (``backends``; `resolve_backend`): torch fp32 / bf16, onnx fp32 / int8, openvino
-fp32 / bf16 (`image_onnx`). Default onnx fp32: the fastest setting whose vectors keep cosine
->= 0.99 to torch fp32 (it is 1.0000). Measured at 224 on 500 openclipart images, model only:
-torch fp32 ~50 img/s; onnx fp32 (8/call) 157-212; openvino fp32 ~208; faster but below the
-cosine gate: torch bf16 ~118 and openvino bf16 ~490 (min 0.985, mean 0.999), onnx int8 ~243
-(min 0.90, mean 0.987, also when calibrated on the images themselves).
+fp32 / bf16 (`image_onnx`). The default is the fastest setting whose vectors keep cosine
+>= 0.99 to torch fp32 and whose OpenClipart R@10 moves < 1 point
+(benchmarks/image_backend_gate.py): on a CPU with bf16 units openvino bf16, whose stem and
+first block run in fp32 (``|bf16=fp32-stem1``, `export_bf16_parts`: min 0.9990 on 1,998
+drawings), else onnx fp32 (1.0000). Measured at 224 on 400-500 openclipart images, model only,
+2-core AMX Xeon: torch fp32 ~50 img/s; onnx fp32 (8/call) 157-250; openvino fp32 ~208-230;
+openvino bf16 ~360; faster but below the cosine gate: the whole network in bf16 (torch ~118,
+openvino ~490; min 0.985-0.988), onnx int8 ~243 (min 0.90, mean 0.987, also when calibrated
+on the images themselves).
 Decoding and resizing happen in ``prepare`` (uint8 arrays; 1,200+ img/s on 128-px drawings,
 under 10% of the time, but most of it on camera photos: hence JPEG drafting); images of one
 side run ``forward_batch(side)`` per model call (``FORWARD_PIXELS``: onnx
