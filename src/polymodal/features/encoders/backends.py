@@ -22,6 +22,7 @@ encoders with the backend its stored encoder id names (`split_backend_id`), neve
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -137,18 +138,24 @@ def setting_for(value: str | None, modality: str, kind: str = "backend") -> str:
     return spec.get(modality, spec.get("", "auto"))
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix units (AMX-BF16 or AVX512-BF16): there bf16 matmuls
-    run ~5x faster than fp32 (docs/RESULTS.md), elsewhere they are emulated and slower."""
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``; empty where it
+    has none), read once; None where the file cannot be read (not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
-        pass
-    return False
+        return None
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units (AMX-BF16 or AVX512-BF16): there bf16 matmuls
+    run ~5x faster than fp32 (docs/RESULTS.md), elsewhere they are emulated and slower."""
+    return bool({"amx_bf16", "avx512_bf16"} & (cpu_flags() or frozenset()))
 
 
 def artifact_dir(cache_dir: str | Path | None = None) -> Path:

@@ -225,24 +225,21 @@ class EfficientNetLite0Encoder:
                      cache_dir: str | Path | None) -> OnnxRunner | OpenVinoRunner:
         folder = artifact_dir(cache_dir)
         base = file_digest([self.weights], f"effnet-lite0-export{EXPORT_VERSION}")
-        path = folder / f"efficientnet-lite0-{base}-fp32.onnx"
-        if precision != "bf16":
-            path = export_fp32(model, path)
+        threads = torch.get_num_threads()
+        if kind == "openvino" and precision == "bf16":  # two graphs, no whole-network export
+            stem = f"efficientnet-lite0-{base}-bf16-fp32stem{FP32_BLOCKS}"
+            parts = export_bf16_parts(model, folder / f"{stem}-a.onnx", folder / f"{stem}-b.onnx")
+            self.artifact = parts[1]
+            return OpenVinoRunner(parts, ("fp32", "bf16"), threads)
+        path = export_fp32(model, folder / f"efficientnet-lite0-{base}-fp32.onnx")
         if precision == "int8":
             size = "native" if self.image_size == NATIVE else self.image_size
             u8 = int8_unsigned_weights()
             name = (f"efficientnet-lite0-{base}-int8{'-u8u8' if u8 else ''}-{size}-"
                     f"{self._calib_digest}.onnx")
-            source = calibration_inputs(self.calibration, self.prepare,
-                                        array_input)
+            source = calibration_inputs(self.calibration, self.prepare, array_input)
             path = quantize_int8(path, folder / name, source, unsigned_weights=u8)
         self.artifact = path
-        threads = torch.get_num_threads()
-        if kind == "openvino" and precision == "bf16":
-            stem = f"efficientnet-lite0-{base}-bf16-fp32stem{FP32_BLOCKS}"
-            parts = export_bf16_parts(model, folder / f"{stem}-a.onnx", folder / f"{stem}-b.onnx")
-            self.artifact = parts[1]
-            return OpenVinoRunner(parts, ("fp32", "bf16"), threads)
         if kind == "openvino":
             return OpenVinoRunner([path], [precision], threads)
         return OnnxRunner(path, threads)

@@ -25,11 +25,12 @@ def int8_unsigned_weights() -> bool:
     so u8s8 is right there; other architectures use other kernels."""
     import platform
 
+    from polymodal.features.encoders.backends import cpu_flags
+
     if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
         return False
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux: the choice that is accurate on every x86 CPU
+    flags = cpu_flags()
+    if flags is None:  # not Linux: the choice that is accurate on every x86 CPU
         return True
     return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 

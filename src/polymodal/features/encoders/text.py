@@ -127,12 +127,10 @@ def encode_token_ids(forward: PooledForward, ids: Sequence[Sequence[int]], dim: 
         mask = np.arange(width) < np.array([lengths[i] for i in batch])[:, None]
         padded.append((input_ids, mask.astype(np.int64)))
     with torch.inference_mode():
-        if run_all is not None:
-            for batch, vecs in zip(batches, run_all(padded)):
-                out[batch] = torch.as_tensor(vecs).float()
-        else:
-            for batch, (input_ids, mask) in zip(batches, padded):
-                out[batch] = forward(torch.from_numpy(input_ids), torch.from_numpy(mask)).float()
+        outs = (run_all(padded) if run_all is not None else
+                (forward(torch.from_numpy(i), torch.from_numpy(m)) for i, m in padded))
+        for batch, vecs in zip(batches, outs):
+            out[batch] = torch.as_tensor(vecs).float()
     return out
 
 
