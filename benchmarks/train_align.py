@@ -66,16 +66,16 @@ def main() -> None:
 
     from polymodal.objectives.losses import loss_params
     from polymodal.tasks.retrieval.config import RetrievalConfig
-    from polymodal.tasks.retrieval.fit import AlignModel, _loss_fn
+    from polymodal.tasks.retrieval.fit import AlignModel, _loss_fn, pair_batches
     from polymodal.train.config import TrainConfig
-    from polymodal.train.loop import fit_loop
+    from polymodal.train.loop import clip_grad_norm, fit_loop
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     # features like the cache holds them: float16 on disk, float32 in training
     img = torch.from_numpy(rng.standard_normal((args.pairs, args.image_dim), np.float32))
     txt = torch.from_numpy(rng.standard_normal((args.pairs, args.text_dim), np.float32))
-    ids = torch.arange(args.pairs)
+    ids = np.arange(args.pairs)  # one id per pair: every batch's ids are distinct
     bs = args.batch_size
     cfg = RetrievalConfig(manifest="-", query="text", target="image", loss="infonce",
                           head=args.head, dim=args.dim, batch_size=bs,
@@ -92,11 +92,11 @@ def main() -> None:
         return AlignModel(specs, means, loss_params("infonce"))
 
     def batches(n: int, gen: torch.Generator | None = None):
-        n = min(n, args.pairs)
-        perm = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
-        for s in range(0, n - bs + 1, bs):
-            idx = perm[s:s + bs]
-            yield txt[idx], img[idx], ids[idx]
+        """The task's own batches (`pair_batches`: index_select, ids dropped when distinct)
+        over the first ``n`` pairs; pair i is (text i, image i) with its own id."""
+        pairs = np.arange(min(n, args.pairs))
+        return pair_batches(txt, img, pairs, pairs, ids, bs,
+                            gen if gen is not None else torch.Generator().manual_seed(0))
 
     def run_steps(model: AlignModel, loss_fn, n: int, fused: bool = False) -> float:
         """Training steps as fit_loop takes them (AdamW, gradient clipping at 5);
@@ -111,7 +111,7 @@ def main() -> None:
             loss = loss_fn(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            clip_grad_norm(model.parameters(), 5.0)
             opt.step()
             steps += 1
         return steps * bs / (time.perf_counter() - t)
@@ -119,7 +119,7 @@ def main() -> None:
     ours_step = _loss_fn(cfg)
 
     def naive_step(model: AlignModel, batch) -> torch.Tensor:
-        q, t, _ = batch
+        q, t, *_ = batch
         return naive_infonce(model.embed(q, "query"), model.embed(t, "target"),
                              model.scalars["logit_scale"])
 
@@ -143,7 +143,7 @@ def main() -> None:
 
     # check the two losses agree before timing them
     m = new_model()
-    q, t, g = next(batches(bs))
+    q, t, *_ = next(batches(bs))
     a, b = m.embed(q, "query"), m.embed(t, "target")
     from polymodal.objectives.losses import infonce_loss
     l_ours = infonce_loss(a, b, m.scalars["logit_scale"]).item()

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from polymodal.cli.main import main
 from polymodal.data.datasets import sample_path
@@ -94,3 +95,28 @@ def test_cca_and_unknown_loss(tmp_path):
     assert res["metrics"]["text->image"]["R@10"] > 0.2
     with pytest.raises(UsageError, match="unknown loss"):
         fit_retrieval(cfg.model_copy(update={"loss": "nope"}), tmp_path / "x", progress=False)
+
+
+def test_pair_batches_gather_the_pairs_and_drop_distinct_ids():
+    """Training batches hold the rows of their pairs (as plain indexing would), every pair
+    once per epoch; pair ids reach the loss only in a batch where some id repeats."""
+    from polymodal.tasks.retrieval.fit import pair_batches
+
+    g = torch.Generator().manual_seed(0)
+    qx, tx = torch.randn(12, 3, generator=g), torch.randn(9, 4, 2, generator=g)
+    qi, tj = np.arange(12)[::-1].copy(), np.arange(12) % 9
+    groups = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 10])  # pairs 9 and 10 share an id
+    tm = torch.rand(9, 4, generator=g) > 0.5
+    seen, shared = [], 0
+    for q, t, ids, qm, m in pair_batches(qx, tx, qi, tj, torch.from_numpy(groups), 6,
+                                         torch.Generator().manual_seed(1), None, tm):
+        k = [int(np.flatnonzero((qx == row).all(1))[0]) for row in q]  # query rows
+        pairs = [int(np.flatnonzero(qi == r)[0]) for r in k]
+        seen += pairs
+        assert torch.equal(t, tx[tj[pairs]]) and torch.equal(m, tm[tj[pairs]]) and qm is None
+        if {9, 10} <= set(pairs):
+            assert torch.equal(ids, torch.from_numpy(groups[pairs]))
+            shared += 1
+        else:
+            assert ids is None
+    assert sorted(seen) == list(range(12)) and shared == 1

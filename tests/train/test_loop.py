@@ -111,3 +111,25 @@ def test_betas_reach_the_optimizer():
     assert not torch.allclose(default, train((0.5, 0.999)))
     with pytest.raises(Exception):
         TrainConfig(betas=(0.5,))
+
+
+def test_clip_grad_norm_equals_torch_above_and_below_the_limit():
+    """The loop's clipping skips torch's multiply by exactly 1.0 under the limit: the
+    gradients and the returned norm stay bit-equal to torch.nn.utils.clip_grad_norm_."""
+    from polymodal.train.loop import clip_grad_norm
+
+    for scale, max_norm in ((10.0, 1.0), (0.01, 1.0), (1.0, None)):
+        g = torch.Generator().manual_seed(3)
+        grads = [torch.randn(s, generator=g) * scale for s in ((7, 5), (5,), ())]
+        if max_norm is None:  # right at the limit: torch's coefficient is just under 1
+            max_norm = float(torch.nn.utils.get_total_norm(grads))
+        ours, ref = ([torch.nn.Parameter(torch.zeros_like(x)) for x in grads] for _ in range(2))
+        for a, b, x in zip(ours, ref, grads):
+            a.grad, b.grad = x.clone(), x.clone()
+        n_ours = clip_grad_norm(ours, max_norm)
+        n_ref = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        assert torch.equal(n_ours, n_ref)
+        for a, b in zip(ours, ref):
+            assert torch.equal(a.grad, b.grad)
+        clipped = any(not torch.equal(a.grad, x) for a, x in zip(ours, grads))
+        assert clipped == (scale != 0.01)
