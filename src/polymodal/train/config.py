@@ -28,9 +28,10 @@ class TrainConfig(StrictConfig):
         "fp32", description="compute of the training steps: fp32, or bf16 autocast (the CPU's "
                             "AMX / AVX-512 bf16 units) with fp32 master weights and optimizer")
     compile: bool = Field(
-        False, description="compile the training step with torch.compile (C++ kernels for the "
-                           "loss and heads; a one-off compile of a few seconds, then faster "
-                           "steps: docs/RESULTS.md §1)")
+        False, description="compile the training step with torch.compile: in one process "
+                           "the whole step (forward, backward, clipping, AdamW) as one graph, "
+                           "else the loss; a one-off compile of a few seconds, then faster "
+                           "steps (docs/RESULTS.md §1)")
     fused_adamw: bool = Field(
         True, description="torch's fused AdamW kernel (one kernel for all parameters; faster "
                           "on this CPU in fp32 and bf16, docs/RESULTS.md §1)")

@@ -33,6 +33,7 @@ from polymodal.core.atomic import atomic_path
 from polymodal.core.errors import PolymodalError, UsageError
 from polymodal.train import dist
 from polymodal.train.config import TrainConfig
+from polymodal.train.step import CompiledStep
 
 CHECKPOINT_FORMAT = 2
 LOG_HEADER = ["epoch", "step", "loss", "lr"]
@@ -202,6 +203,24 @@ def fit_loop(model: torch.nn.Module, step_loss: Callable[[torch.nn.Module, Any],
                     None, resume, desc, generator, extra_optimizers)
 
 
+def _eager_step(model: torch.nn.Module, step_loss, batch: Any, opt: torch.optim.Optimizer,
+                params: list[torch.nn.Parameter], config: TrainConfig) -> float:
+    """Forward, backward (gradients averaged over the processes), clipping and the optimizer
+    step; -> the loss (nothing is updated when it is not finite)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        loss = step_loss(model, batch)
+    loss = loss.float()
+    opt.zero_grad(set_to_none=True)
+    if loss.requires_grad:  # a rank without rows of this batch may return a constant
+        loss.backward()
+    value = dist.average_grads(params, loss)  # 1 process: loss.item()
+    if math.isfinite(value):
+        if config.grad_clip:
+            clip_grad_norm(model.parameters(), config.grad_clip)
+        opt.step()
+    return value
+
+
 def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path | None,
          resume: bool, desc: str, generator, extra_optimizers) -> TrainResult:
     rank = dist.init()[0]
@@ -209,13 +228,16 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
     opt = torch.optim.AdamW(params, lr=config.lr,
                             weight_decay=config.weight_decay, betas=config.betas or (0.9, 0.999),
                             **({"fused": True} if config.fused_adamw else {}))
+    extra = dict((extra_optimizers(model) if callable(extra_optimizers) else extra_optimizers)
+                 or {})
+    whole = None  # the whole step as one compiled graph (one process, AdamW only)
     if config.compile:
-        step_loss = torch.compile(step_loss, dynamic=False)
+        if dist.world() == 1 and not extra:
+            whole = CompiledStep(model, step_loss, opt, config.grad_clip, config.precision)
+        step_loss = torch.compile(step_loss, dynamic=False)  # otherwise, or if that fails
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
              if config.lr_schedule == "cosine" else
              torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0))
-    extra = dict((extra_optimizers(model) if callable(extra_optimizers) else extra_optimizers)
-                 or {})
     ck_path = run_dir / "checkpoint.pt" if run_dir else None
     state: dict[str, Any] = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "stale": 0,
                              "stopped": False, "step": 0, "history": []}
@@ -254,20 +276,12 @@ def _fit(model, step_loss, batches, validate, config: TrainConfig, run_dir: Path
             model.train()
             losses = []
             for batch in batches(epoch):  # every rank: the same global batches
-                with torch.autocast("cpu", dtype=torch.bfloat16,
-                                    enabled=config.precision == "bf16"):
-                    loss = step_loss(model, batch)
-                loss = loss.float()
-                opt.zero_grad(set_to_none=True)
-                if loss.requires_grad:  # a rank without rows of this batch may return a constant
-                    loss.backward()
-                value = dist.average_grads(params, loss)  # 1 process: loss.item()
+                value = whole(batch) if whole is not None and not whole.failed else None
+                if value is None:
+                    value = _eager_step(model, step_loss, batch, opt, params, config)
                 if not math.isfinite(value):
                     raise PolymodalError(f"training diverged at epoch {epoch + 1} (loss "
                                          f"{value}); lower the learning rate")
-                if config.grad_clip:
-                    clip_grad_norm(model.parameters(), config.grad_clip)
-                opt.step()
                 losses.append(value)
                 state["step"] += 1
                 lr = opt.param_groups[0]["lr"]
