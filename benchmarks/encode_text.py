@@ -3,7 +3,8 @@
 Same model (all-MiniLM-L6-v2, bundled offline), same distinct sentences, same CPU. Prints
 sentences/s of ST (torch fp32) and of ours with each backend (torch fp32 / bf16, onnx fp32 /
 int8, and ``auto``, the default), each one's ratio to ST and min / mean cosine to ST's vectors;
-also ST's own ``backend="onnx"`` when it loads offline. Runs are interleaved (ST, ours per
+also ST's own ``backend="onnx"`` and its dynamic int8 ONNX (``onnx-qint8``) when they load
+(they need ``optimum[onnxruntime]``, which wants transformers 4.x: sentence-transformers 5.x). Runs are interleaved (ST, ours per
 backend, ST, ...) so background load hits all alike. Last line: ``ratio N.NNx`` (ours ``auto``
 vs ST fp32, median over repeats).
 
@@ -15,8 +16,10 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,6 +76,24 @@ def st_onnx(model_dir: str):
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
 
+def st_onnx_qint8(onnx_st, model_dir: str, tmp: str):
+    """ST's own dynamic int8 ONNX (``export_dynamic_quantized_onnx_model``, avx512_vnni: the
+    peers' "onnx-qint8"), built in a copy of the model folder, or the reason it cannot."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers import export_dynamic_quantized_onnx_model
+
+        copy = Path(tmp) / "st-model"
+        shutil.copytree(model_dir, copy)
+        onnx_st.save_pretrained(str(copy))  # the exported model.onnx ST quantizes
+        export_dynamic_quantized_onnx_model(onnx_st, "avx512_vnni", str(copy))
+        return SentenceTransformer(str(copy), device="cpu", backend="onnx", model_kwargs={
+            "file_name": "onnx/model_qint8_avx512_vnni.onnx"}), ""
+    except Exception as e:  # noqa: BLE001 - optional comparison
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -112,11 +133,17 @@ def main() -> None:
     auto = ours["auto-auto"].resolved
     model_dir = str(ours["auto-auto"].model_dir)
     refs = {"st-fp32": SentenceTransformer(model_dir, device="cpu")}
+    tmp = tempfile.TemporaryDirectory()
     onnx_st, why = st_onnx(model_dir)
     if onnx_st is None:
         print(f"ST backend='onnx' skipped: {why}")
     else:
         refs["st-onnx"] = onnx_st
+        q8, why = st_onnx_qint8(onnx_st, model_dir, tmp.name)
+        if q8 is None:
+            print(f"ST onnx qint8 skipped: {why}")
+        else:
+            refs["st-onnx-qint8"] = q8
     print(f"{len(sentences)} distinct sentences ({source}); torch threads "
           f"{torch.get_num_threads()}, cpus {os.cpu_count()}; auto = {auto[0]}-{auto[1]}")
     for st in refs.values():  # warm-up
