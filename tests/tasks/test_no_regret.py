@@ -97,3 +97,71 @@ def test_broken_fused_path_falls_back_to_the_heads(run):
     got = float(np.mean(clf.outputs(test.x, mask)[rows].argmax(1) == test.y[rows]))
     # the ensemble with a constant fused output has the head's argmax: the same accuracy
     assert got == pytest.approx(head_acc) and head_acc > 0.3
+
+
+def _default_model(dims, n_out):
+    from polymodal.tasks.classify.fit import build_classifier
+    torch.manual_seed(0)
+    return build_classifier("weighted", dims, n_out, hidden=16, dropout=0.0, no_regret=True)
+
+
+def _batch(n=48, dims=None, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = {m: torch.randn(n, d, generator=g) for m, d in dims.items()}
+    real = torch.rand(n, 2, generator=g) > 0.3
+    real[:, 0] |= ~real[:, 1]  # every row has a modality
+    y = torch.randint(0, 4, (n,), generator=g)
+    return x, real, y
+
+
+def test_head_loss_is_the_mean_over_rows_that_have_the_modality():
+    """The masked mean of the step loss equals the loss of the kept rows alone (indexing)."""
+    dims = {"audio": 5, "image": 7}
+    model = _default_model(dims, 4)
+    x, real, y = _batch(dims=dims)
+    got = nr.step_loss(model, "classification", _loss, x, real, real, y, distill=0.3)
+    want = _loss("classification", model.fused(x, real), y)
+    teacher = torch.log_softmax(model.fused(x, real).detach(), 1)
+    for j, m in enumerate(model.names):
+        keep = real[:, j]
+        h = model.heads[m](x, real)[keep]
+        kl = torch.nn.functional.kl_div(torch.log_softmax(h, 1), teacher[keep], log_target=True,
+                                        reduction="batchmean")
+        want = want + 0.7 * _loss("classification", h, y[keep]) + 0.3 * kl
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    none = real.clone()
+    none[:, 1] = False  # a modality absent from every row adds nothing (not NaN)
+    assert torch.isfinite(nr.step_loss(model, "classification", _loss, x, none, none, y))
+
+
+@pytest.mark.timeout(300)
+def test_default_classifier_step_compiles_as_one_graph():
+    """`--compile`: the default model (weighted fusion + unimodal heads + distillation) is
+    captured whole (no graph break, no fallback) and trains as the eager step does."""
+    from polymodal.train.loop import clip_grad_norm
+    from polymodal.train.step import CompiledStep
+    dims = {"audio": 5, "image": 7}
+    eager, comp = _default_model(dims, 4), _default_model(dims, 4)
+
+    def step_loss(m, batch):
+        x, real, y = batch
+        return nr.step_loss(m, "classification", _loss, x, real, real, y, distill=0.3)
+
+    opt_e = torch.optim.AdamW(eager.parameters(), lr=0.01, fused=True)
+    opt_c = torch.optim.AdamW(comp.parameters(), lr=0.01, fused=True)
+    step = CompiledStep(comp, step_loss, opt_c, 1.0, "fp32")
+    for s in range(4):
+        batch = _batch(dims=dims, seed=10 + s)
+        loss = step_loss(eager, batch)
+        opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad_norm(eager.parameters(), 1.0)
+        opt_e.step()
+        assert step(batch) == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert not step.failed
+    for (name, a), b in zip(eager.named_parameters(), comp.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    comp.eval()  # eager forwards still keep the fusion's weights for explanations
+    with torch.no_grad():
+        comp.fused(_batch(dims=dims)[0], None)
+    assert comp.fused.fusion.last_weights.shape == (48, 2)

@@ -5,7 +5,7 @@ function instead of the eager sequence ``loss.backward(); clip_grad_norm(); opt.
 gradients come from ``torch.func.grad_and_value`` over ``torch.func.functional_call``, so
 Inductor sees the forward and the backward in one graph and fuses the clipping and the AdamW
 update into the same generated kernels; what remains per step is one Python call. On the AMX
-Xeon this took the alignment step from ~99k to ~123k pairs/s at batch 256 (docs/RESULTS.md §1).
+Xeon this took the alignment step from 85k to 107k pairs/s at batch 256 (docs/RESULTS.md §1).
 
 The optimizer stays the loop's ``torch.optim.AdamW``: its ``state`` (``step``, ``exp_avg``,
 ``exp_avg_sq``, the tensors torch itself creates) is updated in place and its ``param_groups``
@@ -133,7 +133,10 @@ class CompiledStep:
             return float(self._fn(*args))
         except Exception as e:  # compile-time: nothing was updated (fullgraph=True)
             self.failed = True
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            # Inductor's message is "backend='inductor' raised:" then the cause on the next line
+            reason = (lines[1] if len(lines) > 1 and lines[0].endswith("raised:")
+                      else lines[0] if lines else type(e).__name__)
             print(f"note: the training step could not be compiled as one graph ({reason[:160]});"
                   f" compiling the loss only", file=sys.stderr)
             return None

@@ -121,10 +121,13 @@ class ModalityInputs(nn.Module):
                 raise UsageError(f"mask must have shape [batch, {len(self.names)}] "
                                  f"(columns {self.names}), got {shape}")
             mask = mask.to(ref.device) != 0
-            absent_but_marked = mask & ~present_keys.unsqueeze(0)
-            if bool(absent_but_marked.any()):
-                cols = [self.names[i] for i in absent_but_marked.any(0).nonzero().flatten().tolist()]
-                raise UsageError(f"mask marks modalities {cols} present but no features were given")
+            absent = [i for i, n in enumerate(self.names) if features.get(n) is None]
+            if absent:  # (no data-dependent check when every modality is given: it compiles)
+                marked = mask[:, absent].any(0)
+                if bool(marked.any()):
+                    cols = [self.names[absent[i]] for i in marked.nonzero().flatten().tolist()]
+                    raise UsageError(f"mask marks modalities {cols} present but no features "
+                                     f"were given")
         dtype, device = self._probe.dtype, self._probe.device
         mask = mask.to(device)
         xs = []
@@ -150,3 +153,13 @@ def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0) -> nn.Sequ
 def fill_missing(x: torch.Tensor, keep: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
     """Rows of ``x [B, D]`` where ``keep [B, 1]`` is False become the learned vector ``missing [D]``."""
     return torch.where(keep, x, missing.to(x.dtype).unsqueeze(0).expand_as(x))
+
+
+def keep_for_explaining(module: nn.Module, **values: torch.Tensor) -> None:
+    """Store detached ``values`` on ``module`` (``last_weights`` …) for explanations. Skipped
+    while ``torch.compile`` traces a training step: a stored tensor would leak out of the
+    graph (`polymodal.train.step`); the eager forwards of evaluation still store them."""
+    if torch.compiler.is_compiling():
+        return
+    for name, value in values.items():
+        setattr(module, name, value.detach())

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from polymodal.nn.fusion._inputs import (ModalityInputs, check_dropout, check_positive,
-                                      masked_softmax)
+                                         keep_for_explaining, masked_softmax)
 
 
 class AttentionFusion(nn.Module):
@@ -46,6 +46,6 @@ class AttentionFusion(nn.Module):
         h = torch.stack([torch.tanh(self.proj[n](x)) for n, x in zip(self.inputs.names, xs)], dim=1)
         scores = self.score(h).squeeze(-1) + self.modality_bias
         w = masked_softmax(scores, mask)
-        self.last_weights = w.detach()
+        keep_for_explaining(self, last_weights=w)
         fused = (w.unsqueeze(-1) * h).sum(dim=1)
         return self.out(self.drop(fused))

@@ -14,7 +14,7 @@ from torch import nn
 
 from polymodal.core.errors import UsageError
 from polymodal.nn.fusion._inputs import (ModalityInputs, check_dropout, check_positive,
-                                      masked_mean)
+                                         keep_for_explaining, masked_mean)
 
 
 class _Block(nn.Module):
@@ -93,7 +93,7 @@ class CrossAttentionFusion(nn.Module):
         for block in self.blocks:
             x, attn = block(x, pad)
         x = self.ln(x)
-        self.last_attention = attn.detach()
+        keep_for_explaining(self, last_attention=attn)
         if self.cls is not None:
             w = attn[:, 0, 1:]
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
@@ -102,5 +102,5 @@ class CrossAttentionFusion(nn.Module):
             fm = mask.to(attn.dtype)
             w = (attn * fm.unsqueeze(-1)).sum(dim=1) / fm.sum(1, keepdim=True).clamp_min(1.0)
             pooled = masked_mean(x, mask)
-        self.last_weights = w.detach()
+        keep_for_explaining(self, last_weights=w)
         return self.out(pooled)

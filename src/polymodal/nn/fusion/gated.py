@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from polymodal.nn.fusion._inputs import (ModalityInputs, check_dropout, check_positive,
-                                      masked_softmax)
+                                         keep_for_explaining, masked_softmax)
 
 
 class GatedFusion(nn.Module):
@@ -46,6 +46,6 @@ class GatedFusion(nn.Module):
         gate_in = torch.cat(xs + [mask.to(h.dtype)], dim=1)
         z = self.gate(gate_in).view(h.shape[0], h.shape[1], self.out_dim)
         z = masked_softmax(z, mask.unsqueeze(-1), dim=1)
-        self.last_gates = z.detach()
-        self.last_weights = z.detach().mean(dim=-1)
+        keep_for_explaining(self, last_gates=z)
+        keep_for_explaining(self, last_weights=z.mean(dim=-1))
         return self.drop((z * h).sum(dim=1))

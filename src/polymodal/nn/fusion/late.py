@@ -14,7 +14,7 @@ from torch import nn
 
 from polymodal.core.errors import UsageError
 from polymodal.nn.fusion._inputs import (ModalityInputs, check_dropout, check_positive,
-                                      masked_softmax, mlp)
+                                         keep_for_explaining, masked_softmax, mlp)
 
 COMBINES = ("mean", "weighted", "stack")
 
@@ -58,15 +58,15 @@ class LateFusion(nn.Module):
         xs, mask = self.inputs(features, mask)
         heads = torch.stack([self.heads[n](x) for n, x in zip(self.inputs.names, xs)], dim=1)
         heads = torch.where(mask.unsqueeze(-1), heads, torch.zeros_like(heads))
-        self.last_head_logits = heads.detach()
+        keep_for_explaining(self, last_head_logits=heads)
         fm = mask.to(heads.dtype)
         if self.combine == "stack":
-            self.last_weights = (fm / fm.sum(1, keepdim=True).clamp_min(1.0)).detach()
+            keep_for_explaining(self, last_weights=(fm / fm.sum(1, keepdim=True).clamp_min(1.0)))
             return self.stacker(torch.cat([heads.flatten(1), fm], dim=1))
         if self.combine == "weighted":
             w = masked_softmax(self.logits.unsqueeze(0).expand(mask.shape[0], -1), mask)
         else:
             w = fm / fm.sum(1, keepdim=True).clamp_min(1.0)
         w = w.to(heads.dtype)
-        self.last_weights = w.detach()
+        keep_for_explaining(self, last_weights=w)
         return (w.unsqueeze(-1) * heads).sum(dim=1)

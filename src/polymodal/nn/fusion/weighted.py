@@ -13,7 +13,7 @@ from torch import nn
 
 from polymodal.core.errors import UsageError
 from polymodal.nn.fusion._inputs import (ModalityInputs, check_dropout, check_positive,
-                                      masked_softmax)
+                                         keep_for_explaining, masked_softmax)
 
 
 class WeightedSumFusion(nn.Module):
@@ -67,5 +67,5 @@ class WeightedSumFusion(nn.Module):
         xs, mask = self.inputs(features, mask)
         h = torch.stack([self.drop(self.proj[n](x)) for n, x in zip(self.inputs.names, xs)], dim=1)
         w = self.weights(mask).to(h.dtype)
-        self.last_weights = w.detach()
+        keep_for_explaining(self, last_weights=w)
         return (w.unsqueeze(-1) * h).sum(dim=1)

@@ -29,7 +29,7 @@ from polymodal.nn.no_regret import NoRegretClassifier, default_choice
 
 SWITCH_Z = 2.0  # standard errors by which a candidate must beat the default on val
 
-Loss = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
+Loss = Callable[..., torch.Tensor]  # (problem, out, y[, reduction]) -> loss
 
 
 def score(problem: str, out: np.ndarray, y: np.ndarray, loss: Loss) -> float:
@@ -54,10 +54,19 @@ def _teacher(problem: str, out: torch.Tensor) -> torch.Tensor:
 
 def _distill_loss(problem: str, loss: Loss, head: torch.Tensor, target: torch.Tensor
                   ) -> torch.Tensor:
+    """One loss per row (``[B]``) of ``head`` against the teacher ``target``."""
     if problem == "classification":
         return F.kl_div(torch.log_softmax(head, 1), target, log_target=True,
-                        reduction="batchmean")
-    return loss(problem, head, target)
+                        reduction="none").sum(1)
+    return loss(problem, head, target, "none")
+
+
+def _masked_mean(per_row: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_row`` over the rows where ``keep`` is true (0 when none is): the same
+    value as indexing the kept rows first, without a data-dependent shape, so that the step
+    compiles as one graph (`polymodal.train.step`)."""
+    w = keep.to(per_row.dtype)
+    return (per_row * w).sum() / w.sum().clamp(min=1)
 
 
 def step_loss(model: NoRegretClassifier, problem: str, loss: Loss, x: Mapping[str, torch.Tensor],
@@ -69,14 +78,11 @@ def step_loss(model: NoRegretClassifier, problem: str, loss: Loss, x: Mapping[st
     total = loss(problem, model.fused(x, dropped), y)
     teacher = _teacher(problem, model.fused(x, real)) if distill > 0 else None
     for j, m in enumerate(model.names):
-        keep = real[:, j]
-        if not bool(keep.any()):
-            continue
-        h = model.heads[m](x, real)[keep]
-        part = loss(problem, h, y[keep])
+        h = model.heads[m](x, real)
+        part = loss(problem, h, y, "none")
         if teacher is not None:
-            part = (1 - distill) * part + distill * _distill_loss(problem, loss, h, teacher[keep])
-        total = total + part
+            part = (1 - distill) * part + distill * _distill_loss(problem, loss, h, teacher)
+        total = total + _masked_mean(part, real[:, j])
     return total
 
 
