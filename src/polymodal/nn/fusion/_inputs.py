@@ -111,17 +111,16 @@ class ModalityInputs(nn.Module):
             batch, ref = x.shape[0], x
         if ref is None:
             raise UsageError(f"no features given; expected some of {self.names}")
-        present_keys = torch.tensor([n in features and features[n] is not None for n in self.names],
-                                    device=ref.device)
+        given = [features.get(n) is not None for n in self.names]
+        absent = [i for i, g in enumerate(given) if not g]
         if mask is None:
-            mask = present_keys.unsqueeze(0).expand(batch, -1)
+            mask = torch.tensor(given, device=ref.device).unsqueeze(0).expand(batch, -1)
         else:
             if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (batch, len(self.names)):
                 shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
                 raise UsageError(f"mask must have shape [batch, {len(self.names)}] "
                                  f"(columns {self.names}), got {shape}")
             mask = mask.to(ref.device) != 0
-            absent = [i for i, n in enumerate(self.names) if features.get(n) is None]
             if absent:  # (no data-dependent check when every modality is given: it compiles)
                 marked = mask[:, absent].any(0)
                 if bool(marked.any()):

@@ -46,6 +46,5 @@ class GatedFusion(nn.Module):
         gate_in = torch.cat(xs + [mask.to(h.dtype)], dim=1)
         z = self.gate(gate_in).view(h.shape[0], h.shape[1], self.out_dim)
         z = masked_softmax(z, mask.unsqueeze(-1), dim=1)
-        keep_for_explaining(self, last_gates=z)
-        keep_for_explaining(self, last_weights=z.mean(dim=-1))
+        keep_for_explaining(self, last_gates=z, last_weights=z.detach().mean(dim=-1))
         return self.drop((z * h).sum(dim=1))

@@ -61,7 +61,7 @@ class LateFusion(nn.Module):
         keep_for_explaining(self, last_head_logits=heads)
         fm = mask.to(heads.dtype)
         if self.combine == "stack":
-            keep_for_explaining(self, last_weights=(fm / fm.sum(1, keepdim=True).clamp_min(1.0)))
+            keep_for_explaining(self, last_weights=fm / fm.sum(1, keepdim=True).clamp_min(1.0))
             return self.stacker(torch.cat([heads.flatten(1), fm], dim=1))
         if self.combine == "weighted":
             w = masked_softmax(self.logits.unsqueeze(0).expand(mask.shape[0], -1), mask)
