@@ -5,8 +5,9 @@ coordinate channels appended) and the question vector ``q``. Each cell is an "ob
 A full RN scores every pair of cells (``n²``); this head first attends over the cells with the
 question to find the anchor ``a`` (softmax of ``MLP([o_j, q])``; the anchor is the weighted
 mean of the cells, so it holds the named object's features and position), then relates it to
-every cell: ``h_j = g([o_j, a, q])`` (the first layer split per part, so pairs cost one MLP
-each). The relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted
+every cell: ``h_j = g([o_j, a, q, r_j])`` (the first layer split per part, so pairs cost one
+MLP each), where ``r_j`` is the cell's position relative to the anchor and its squared
+distance (from the coordinate channels; "closest" / "furthest" questions are about it). The relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted
 mean with weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such as "closest"), and
 ``f([sums, a, q])`` gives the ``[B, out_dim]`` output (the task adds the head).
 """
@@ -40,6 +41,7 @@ class RelationFusion(nn.Module):
         self.att = nn.Sequential(nn.Linear(c + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.g_obj, self.g_anchor = nn.Linear(c, hidden), nn.Linear(c, hidden, bias=False)
         self.g_q = nn.Linear(cond_dim, hidden, bias=False)
+        self.g_rel = nn.Linear(3, hidden, bias=False)
         self.g = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                nn.Linear(hidden, hidden), nn.ReLU())
         self.score = nn.Linear(hidden, 1)
@@ -55,7 +57,10 @@ class RelationFusion(nn.Module):
         qn = q.unsqueeze(1).expand(-1, n, -1)
         w = torch.softmax(self.att(torch.cat([objs, qn], -1)).squeeze(-1), 1)
         anchor = (w.unsqueeze(-1) * objs).sum(1)  # [B, c]
-        h = self.g(self.g_obj(objs) + (self.g_anchor(anchor) + self.g_q(q)).unsqueeze(1))
+        rel = objs[..., -2:] - anchor[:, None, -2:]  # coordinate channels come last
+        rel = torch.cat([rel, (rel * rel).sum(-1, keepdim=True)], -1)
+        h = self.g(self.g_obj(objs) + self.g_rel(rel)
+                   + (self.g_anchor(anchor) + self.g_q(q)).unsqueeze(1))
         a2 = torch.softmax(self.score(h).squeeze(-1), 1)
         pooled = torch.cat([h.sum(1) / n, (a2.unsqueeze(-1) * h).sum(1), anchor, q], -1)
         return self.f(pooled)
