@@ -7,8 +7,9 @@ question to find the anchor ``a`` (softmax of ``MLP([o_j, q])``; the anchor is t
 mean of the cells, so it holds the named object's features and position), then relates it to
 every cell: ``h_j = g([o_j, a, q, r_j])`` (the first layer split per part, so pairs cost one
 MLP each), where ``r_j`` is the cell's position relative to the anchor and its squared
-distance (from the coordinate channels; "closest" / "furthest" questions are about it). The relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted
-mean with weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such as "closest"), and
+distance (from the coordinate channels; "closest" / "furthest" questions are about it). The
+relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted mean with
+weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such as "closest"), and
 ``f([sums, a, q])`` gives the ``[B, out_dim]`` output (the task adds the head).
 """
 from __future__ import annotations
