@@ -51,6 +51,46 @@ def test_shared_stem_gives_the_same_outputs(name):
         build_fusion(name, {"image": 1280, "text": 8}, 6)
 
 
+class _PickCell(torch.nn.Module):
+    """Attention logits that pick cell ``k`` of every image (the anchor is that cell)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(*x.shape[:-1], 1)
+        out[:, self.k] = 50.0
+        return out
+
+
+def test_relation_reads_positions_relative_to_the_anchor():
+    """g's position input is each cell's refined position (its cell centre moved by at most
+    half a cell) minus the anchor's, plus the squared distance; the refinement is learned."""
+    torch.manual_seed(0)
+    f = build_fusion("relation", {"image": 3 * 20 * 20, "text": 8}, 6).eval()
+    side, k = f.inputs.side, 7
+    f.att = _PickCell(k)
+    torch.nn.init.normal_(f.offset.weight, std=3.0)
+    seen = []
+    f.g_rel.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    x = {"image": torch.rand(4, 1200), "text": torch.randn(4, 8)}
+    before = f(x, None)
+    rel = seen[-1]
+    assert rel.shape == (4, side * side, 3)
+    torch.testing.assert_close(rel[:, k, :2], torch.zeros(4, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rel[..., 2], (rel[..., :2] ** 2).sum(-1))
+    grid = torch.linspace(-1, 1, side)
+    centres = torch.stack(torch.meshgrid(grid, grid, indexing="ij")[::-1], -1).reshape(-1, 2)
+    coarse = centres - centres[k]
+    drift = (rel[..., :2] - coarse).abs()
+    assert float(drift.max()) <= 2 * f.half_cell + 1e-6  # each end moves ≤ half a cell
+    assert float(drift.max()) > 0.1 * f.half_cell  # the offsets do move the positions
+    with torch.no_grad():
+        f.offset.bias.add_(0.5)
+    assert not torch.allclose(f(x, None), before)
+
+
 def test_grouped_order_keeps_groups_together():
     groups = np.array(["a", "b", "c"] * 4, dtype=object)
     order = grouped_order(groups, torch.Generator().manual_seed(0)).numpy()
