@@ -13,6 +13,7 @@ from polymodal.core.errors import UsageError
 from polymodal.data.datasets import build_dataset
 from polymodal.features.encoders.registry import build_encoder
 from polymodal.nn.fusion import build_fusion
+from polymodal.nn.fusion._spatial import coord_channels
 from polymodal.tasks.classify.groups import grouped_order
 
 
@@ -80,8 +81,7 @@ def test_relation_reads_positions_relative_to_the_anchor():
     assert rel.shape == (4, side * side, 3)
     torch.testing.assert_close(rel[:, k, :2], torch.zeros(4, 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(rel[..., 2], (rel[..., :2] ** 2).sum(-1))
-    grid = torch.linspace(-1, 1, side)
-    centres = torch.stack(torch.meshgrid(grid, grid, indexing="ij")[::-1], -1).reshape(-1, 2)
+    centres = coord_channels(side, side, rel).flatten(2)[0].T  # [n, 2]: x, y of each cell
     coarse = centres - centres[k]
     drift = (rel[..., :2] - coarse).abs()
     assert float(drift.max()) <= 2 * f.half_cell + 1e-6  # each end moves ≤ half a cell

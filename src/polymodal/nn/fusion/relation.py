@@ -11,10 +11,10 @@ distance ("closest" / "furthest" questions are about it). A cell's position is i
 coordinate channels) moved by a learned offset of at most half a cell, ``tanh(W o_j)``: where
 in its cell the object lies (zero at the start; on sort-of-CLEVR it lifted "closest" in 3
 seeds and "count" in 1 of 3, docs/RESULTS.md §10); the anchor's is the attention-weighted mean
-of them. The
-relations are aggregated twice, ``sum_j h_j`` (counting) and an attention-weighted mean with
-weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such as "closest"), and
-``f([sums, a, q])`` gives the ``[B, out_dim]`` output (the task adds the head).
+of them. The relations are aggregated twice, ``sum_j h_j`` (counting) and an
+attention-weighted mean with weights ``softmax_j(w · h_j)`` (arg-min / arg-max questions such
+as "closest"), and ``f([sums, a, q])`` gives the ``[B, out_dim]`` output (the task adds the
+head).
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class RelationFusion(nn.Module):
         self.g_q = nn.Linear(cond_dim, hidden, bias=False)
         self.g_rel = nn.Linear(3, hidden, bias=False)
         self.offset = nn.Linear(c, 2)  # where in its cell the cell's object lies
-        nn.init.zeros_(self.offset.weight), nn.init.zeros_(self.offset.bias)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
         self.half_cell = 1.0 / max(self.inputs.side - 1, 1)  # coordinates span [-1, 1]
         self.g = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                nn.Linear(hidden, hidden), nn.ReLU())
